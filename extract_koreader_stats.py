@@ -226,6 +226,8 @@ class Config:
     healthcheck_url: Optional[str]
     env_file: Path
     env_file_loaded: bool
+    run_id: str
+    started_at: float
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -377,6 +379,8 @@ def load_config(args: argparse.Namespace) -> Config:
         healthcheck_url=setting("ETL_HEALTHCHECK_URL"),
         env_file=env_file,
         env_file_loaded=loaded,
+        run_id=str(uuid.uuid4()),
+        started_at=time.time(),
     )
 
 
@@ -1575,8 +1579,8 @@ def run_record(config: Config, source: Optional[Source], result: Optional[LoadRe
     census = source.census if source else None
     result = result or LoadResult()
     return {
-        "run_uuid": RUN_ID,
-        "started_at": RUN_STARTED,
+        "run_uuid": config.run_id,
+        "started_at": config.started_at,
         "status": status,
         "device": config.device,
         "source_file": str(config.stats_db),
@@ -1618,10 +1622,6 @@ def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[S
 # --------------------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------------------
-
-RUN_ID = str(uuid.uuid4())
-RUN_STARTED = time.time()
-
 
 def report_extract(source: Source) -> None:
     extract_log = component_logger("EXTRACT")
@@ -1749,11 +1749,11 @@ def show_status(conn) -> None:
     print_table("Most read books", ["title", "hours", "sessions", "reads"], cursor.fetchall())
 
 
-def ping_healthcheck(url: Optional[str], suffix: str, body: str = "") -> None:
+def ping_healthcheck(config: Config, suffix: str, body: str = "") -> None:
     """Ping a healthchecks.io-style URL. A failing ping is a warning, never a failed run."""
-    if not url:
+    if not config.healthcheck_url:
         return
-    address = f"{url.rstrip('/')}/{suffix}?rid={RUN_ID}"
+    address = f"{config.healthcheck_url.rstrip('/')}/{suffix}?rid={config.run_id}"
     try:
         request = urllib.request.Request(address, data=body.encode("utf-8", "replace"), method="POST")
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -1886,7 +1886,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             etl_log.warning("%s is readable by other users; run: chmod 600 %s", config.env_file, config.env_file)
         if args.status:
             return status(config, formatters)
-        ping_healthcheck(config.healthcheck_url, "start")
+        ping_healthcheck(config, "start")
         code = run(config, formatters)
     except EtlError as exc:
         etl_log.error("%s", exc)
@@ -1902,7 +1902,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         if config is not None and not args.status:
             etl_log.info("finished with exit code %d", code)
-            ping_healthcheck(config.healthcheck_url, str(code), "\n".join(tail.lines))
+            ping_healthcheck(config, str(code), "\n".join(tail.lines))
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()

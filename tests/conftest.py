@@ -46,17 +46,33 @@ def admin_connection(url):
 
 
 @pytest.fixture
-def database_url(pg_server_url):
-    """A fresh, empty database on the test server, dropped afterwards."""
-    name = f"etl_test_{uuid.uuid4().hex[:12]}"
-    with admin_connection(pg_server_url) as conn:
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
+def new_database(pg_server_url):
+    """A factory of fresh, empty databases on the test server, all dropped afterwards."""
+    names = []
+
+    def create():
+        name = f"etl_test_{uuid.uuid4().hex[:12]}"
+        conn = admin_connection(pg_server_url)
+        try:
+            conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        finally:
+            conn.close()
+        names.append(name)
+        return psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
+
+    yield create
     conn = admin_connection(pg_server_url)
     try:
-        conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        for name in names:
+            conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     finally:
         conn.close()
+
+
+@pytest.fixture
+def database_url(new_database):
+    """A fresh, empty database for this test."""
+    return new_database()
 
 
 def query(url, statement, params=None):
@@ -65,7 +81,9 @@ def query(url, statement, params=None):
     try:
         with conn.cursor() as cursor:
             cursor.execute(statement, params)
-            return cursor.fetchall()
+            rows = cursor.fetchall() if cursor.description else []
+        conn.commit()
+        return rows
     finally:
         conn.close()
 

@@ -17,6 +17,7 @@ import argparse
 import hashlib
 import random
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -263,11 +264,12 @@ def _unique(rows: list[PageRow]) -> list[PageRow]:
 def hostile_rows(books: Sequence[Book], now: int) -> list[PageRow]:
     """Rows that a real file can hold and the ETL must skip, one per reason."""
     known = books[0].id
+    future = int(time.time()) + 40 * DAY
     return [
         (None, 3, now - 5000, 30, 100),          # NULL id_book (an old sync bug)
         (99999, 3, now - 5000, 30, 100),         # orphan: no such book
         (known, 4, 0, 30, 100),                  # start_time 1970
-        (known, 5, now + 40 * DAY, 30, 100),     # start_time in the future
+        (known, 5, future, 30, 100),             # start_time in the future
         (known, 6, now - 6000, -5, 100),         # negative duration
         (known, 7, now - 7000, 99999, 100),      # absurd duration
         (known, 0, now - 8000, 30, 100),         # page 0

@@ -1,0 +1,40 @@
+"""Reading the warehouse back in tests: whole rows keyed by natural keys, not surrogate ids."""
+
+from conftest import query
+
+STATE_QUERIES = {
+    "books": """
+        SELECT b.book_key, b.title, a.name, b.file_hash, b.page_count, b.language, b.series, b.source
+        FROM books b LEFT JOIN authors a USING (author_id) ORDER BY b.book_key""",
+    "book_authors": """
+        SELECT b.book_key, ba.position, a.name
+        FROM book_authors ba JOIN books b USING (book_id) JOIN authors a ON a.author_id = ba.author_id ORDER BY 1, 2""",
+    "page_views": """
+        SELECT b.book_key, p.page, p.start_epoch, p.duration, p.total_pages, d.name
+        FROM page_views p JOIN books b USING (book_id) JOIN devices d USING (device_id) ORDER BY 1, 2, 3""",
+    "reading_sessions": """
+        SELECT b.book_key, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read,
+               s.start_page, s.end_page, s.total_pages, s.device, s.media_type, s.data_source,
+               s.read_instance_id, s.read_number
+        FROM reading_sessions s JOIN books b USING (book_id) ORDER BY 1, 2, s.device""",
+}
+
+
+def warehouse_state(url):
+    """Everything the warehouse knows about reading, apart from run records and timestamps."""
+    return {table: query(url, sql) for table, sql in STATE_QUERIES.items()}
+
+
+def table_names(url):
+    return {row[0] for row in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+
+
+def book_seconds(url):
+    """Reading seconds per book key, from the sessions."""
+    return dict(
+        query(
+            url,
+            """SELECT b.book_key, sum(s.duration_seconds)::bigint FROM reading_sessions s JOIN books b USING (book_id)
+               GROUP BY 1""",
+        )
+    )
