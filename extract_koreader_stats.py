@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Optional
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 from dotenv import dotenv_values
 
@@ -1102,7 +1103,7 @@ BEGIN;
 SELECT set_config('statement_timeout', %(statement_timeout)s, true);
 SELECT set_config('lock_timeout', %(lock_wait)s, true);
 SELECT pg_advisory_xact_lock(%(lock_key)s);
-SELECT set_config('lock_timeout', '30s', true);
+SELECT set_config('lock_timeout', %(statement_timeout)s, true);
 SELECT to_regclass('schema_meta') IS NOT NULL;
 """
 
@@ -1381,8 +1382,7 @@ def explain_database_error(exc: psycopg2.Error, target: DatabaseTarget) -> EtlEr
     detail = first_line(exc)
     if code == "55P03":
         return DatabaseUnavailable(
-            f"another bookhelper-etl run holds the warehouse lock at {target.description}; "
-            "it was not released within ETL_LOCK_WAIT_SECONDS, try again later"
+            f"a table lock at {target.description} was not granted within ETL_STATEMENT_TIMEOUT: {detail}"
         )
     if code == "57014":
         return DatabaseUnavailable(f"a statement ran past ETL_STATEMENT_TIMEOUT at {target.description}: {detail}")
@@ -1501,14 +1501,20 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     """One run's whole transaction. Commits, or in a dry run rolls back, at the end."""
     load_log = component_logger("LOAD")
     cursor = conn.cursor()
-    cursor.execute(
-        BEGIN_SQL,
-        {
-            "statement_timeout": f"{config.statement_timeout_seconds}s",
-            "lock_wait": f"{config.lock_wait_seconds}s",
-            "lock_key": ADVISORY_LOCK_KEY,
-        },
-    )
+    try:
+        cursor.execute(
+            BEGIN_SQL,
+            {
+                "statement_timeout": f"{config.statement_timeout_seconds}s",
+                "lock_wait": f"{config.lock_wait_seconds}s",
+                "lock_key": ADVISORY_LOCK_KEY,
+            },
+        )
+    except psycopg2.errors.LockNotAvailable:
+        raise DatabaseUnavailable(
+            f"another bookhelper-etl run holds the warehouse lock at {target.description} and did not finish "
+            f"within ETL_LOCK_WAIT_SECONDS ({config.lock_wait_seconds} s); try again later"
+        ) from None
     ensure_schema(cursor, cursor.fetchone()[0])
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone, "clock": config.device_clock})
     stored = cursor.fetchall()

@@ -117,8 +117,7 @@ def etl(database_url, empty_env_file):
 
     def run(stats_db, *args, **settings):
         settings.setdefault("ETL_TIMEZONE", "UTC")
-        result = run_cli("--stats-db", stats_db, *args, env_file=empty_env_file, DATABASE_URL=database_url,
-                         **settings)
-        return result
+        settings.setdefault("DATABASE_URL", database_url)
+        return run_cli("--stats-db", stats_db, *args, env_file=empty_env_file, **settings)
 
     return run

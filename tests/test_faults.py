@@ -1,0 +1,170 @@
+"""Faults against a real server: kills, concurrent runs, lost connections, locks and timeouts."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg2
+import pytest
+from conftest import SCRIPT, cli_env, query, run_cli
+from generator import generate
+from pgtools import Forwarder, free_port, wait_for_backends_to_end, wait_for_statement
+from test_devices import synced_files
+from warehouse import book_seconds, warehouse_state
+
+import extract_koreader_stats as etl_module
+
+
+@pytest.fixture(scope="module")
+def big_files(tmp_path_factory):
+    """A grown pair of files: the second adds months of reading (about 70,000 page rows in all)."""
+    directory = tmp_path_factory.mktemp("big")
+    small = generate(directory / "small.sqlite3", books=40, days=300, seed=21)
+    big = generate(directory / "big.sqlite3", books=40, days=1200, seed=21)
+    return small, big
+
+
+def start_etl(stats, url, env_file, *args, **settings):
+    settings.setdefault("ETL_TIMEZONE", "UTC")
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--stats-db", str(stats), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(DATABASE_URL=url, **settings),
+    )
+
+
+KILL_POINTS = [
+    ("pg_advisory_xact_lock", None),
+    ("COPY incoming_pages", None),
+    ("INSERT INTO page_views", None),
+    ("CREATE TEMP TABLE fresh_sessions", None),
+    (None, 0.6),
+    (None, 1.5),
+]
+
+
+def test_sigkill_at_any_point_leaves_the_warehouse_as_it_was_and_the_next_run_completes(
+    big_files, etl, database_url, new_database, empty_env_file
+):
+    small, big = big_files
+    assert etl(small).returncode == 0
+    before = warehouse_state(database_url)
+    killed_during = []
+
+    for needle, delay in KILL_POINTS:
+        holder = psycopg2.connect(database_url)
+        if needle == "pg_advisory_xact_lock":  # kill it while it waits for another run's lock
+            holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (etl_module.ADVISORY_LOCK_KEY,))
+        process = start_etl(big, database_url, empty_env_file)
+        if needle:
+            assert wait_for_statement(database_url, needle), f"never saw {needle}"
+        else:
+            time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        holder.close()
+        killed_during.append(process.returncode)
+        wait_for_backends_to_end(database_url)
+        assert warehouse_state(database_url) == before, f"killed during {needle or delay}"
+
+    assert killed_during == [-signal.SIGKILL] * len(KILL_POINTS)
+    assert etl(big).returncode == 0
+    once = new_database()
+    assert run_cli("--stats-db", big, env_file=empty_env_file, DATABASE_URL=once, ETL_TIMEZONE="UTC").returncode == 0
+    assert warehouse_state(database_url) == warehouse_state(once)
+
+
+def test_three_runs_at_once_serialize_and_the_result_is_exact(tmp_path, database_url, empty_env_file):
+    path_a, path_b, expected = synced_files(tmp_path)
+    runs = [
+        start_etl(path_a, database_url, empty_env_file, "--device", "palma"),
+        start_etl(path_b, database_url, empty_env_file, "--device", "kobo"),
+        start_etl(path_a, database_url, empty_env_file, "--device", "palma"),
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    assert book_seconds(database_url) == expected
+    assert query(database_url, "SELECT count(*) FROM etl_runs WHERE status = 'success'") == [(3,)]
+
+
+def test_a_run_that_cannot_get_the_lock_in_time_exits_75(tmp_path, etl, database_url):
+    stats = generate(tmp_path / "s.sqlite3", books=2, days=5)
+    holder = psycopg2.connect(database_url)
+    try:
+        holder.cursor().execute("SELECT pg_advisory_xact_lock(%s)", (etl_module.ADVISORY_LOCK_KEY,))
+        started = time.monotonic()
+        result = etl(stats, ETL_LOCK_WAIT_SECONDS="1")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.returncode == 75
+    assert "another bookhelper-etl run holds the warehouse lock" in result.stderr
+    assert elapsed < 15
+
+
+def test_a_hung_statement_is_cut_off_by_the_statement_timeout(tmp_path, etl, database_url):
+    stats = generate(tmp_path / "s.sqlite3", books=2, days=5)
+    assert etl(stats).returncode == 0
+    holder = psycopg2.connect(database_url)
+    try:
+        holder.cursor().execute("LOCK TABLE books IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        result = etl(stats, ETL_STATEMENT_TIMEOUT="2")
+        elapsed = time.monotonic() - started
+    finally:
+        holder.close()
+    assert result.returncode == 75, result.stderr
+    assert "ETL_STATEMENT_TIMEOUT" in result.stderr
+    assert elapsed < 20
+
+
+def test_connections_refused_for_a_while_are_retried_until_the_server_answers(
+    tmp_path, pg_server_url, database_url, empty_env_file
+):
+    stats = generate(tmp_path / "s.sqlite3", books=3, days=10)
+    port = free_port()
+    dbname = psycopg2.extensions.parse_dsn(database_url)["dbname"]
+    user = psycopg2.extensions.parse_dsn(database_url).get("user", "postgres")
+    url = f"postgresql://{user}@127.0.0.1:{port}/{dbname}"
+    forwarder = Forwarder(database_url, port)
+    process = start_etl(stats, url, empty_env_file, ETL_MAX_RETRIES="6", ETL_RETRY_MAX_SECONDS="1")
+    try:
+        time.sleep(1.5)  # Neon waking up: nothing answers yet
+        forwarder.start()
+        _out, err = process.communicate(timeout=60)
+    finally:
+        forwarder.stop()
+    assert process.returncode == 0, err
+    assert "retrying the whole transaction" in err
+    assert query(database_url, "SELECT count(*) FROM etl_runs") == [(1,)]
+
+
+def test_a_backend_terminated_mid_run_is_retried_as_a_whole_transaction(
+    big_files, database_url, new_database, empty_env_file
+):
+    _small, big = big_files
+    process = start_etl(big, database_url, empty_env_file, ETL_RETRY_MAX_SECONDS="1")
+    pid = wait_for_statement(database_url, "CREATE TEMP TABLE fresh_sessions")
+    assert pid
+    query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    _out, err = process.communicate(timeout=120)
+
+    assert process.returncode == 0, err
+    assert "retrying the whole transaction" in err
+    once = new_database()
+    assert run_cli("--stats-db", big, env_file=empty_env_file, DATABASE_URL=once, ETL_TIMEZONE="UTC").returncode == 0
+    assert warehouse_state(database_url) == warehouse_state(once)
+    assert query(database_url, "SELECT count(*) FROM etl_runs") == [(1,)]
+
+
+def test_an_unreachable_database_exits_75_within_the_bound_of_its_settings(tmp_path, empty_env_file):
+    stats = generate(tmp_path / "s.sqlite3", books=1, days=2)
+    started = time.monotonic()
+    result = run_cli("--stats-db", stats, env_file=empty_env_file,
+                     DATABASE_URL=f"postgresql://reader:pw@127.0.0.1:{free_port()}/db",
+                     ETL_MAX_RETRIES="2", ETL_RETRY_MAX_SECONDS="1", ETL_CONNECT_TIMEOUT="1")
+    elapsed = time.monotonic() - started
+    assert result.returncode == 75
+    assert "after 3 attempt(s)" in result.stderr
+    assert elapsed < 3 * 1 + 2 * 1 + 5
