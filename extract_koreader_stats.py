@@ -1350,6 +1350,9 @@ class LoadResult:
     sample: list[tuple] = dataclasses.field(default_factory=list)
 
 
+# No new attempt starts this long after the first one: an unreachable host (libpq waits
+# connect_timeout per address, and a name can have several) fails within two minutes.
+RETRY_BUDGET_SECONDS = 75
 TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P03", "53300"}
 # Connection failures that retrying cannot cure: they need a changed setting.
 PERMANENT_CONNECT_ERRORS = (
@@ -1431,6 +1434,7 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
     """
     db_log = component_logger("DB")
     attempts = config.max_retries + 1 if attempts is None else attempts
+    started = time.monotonic()
     for attempt in range(1, attempts + 1):
         conn = None
         try:
@@ -1440,12 +1444,12 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
             if not is_transient(exc):
                 db_log.debug("database error", exc_info=True)
                 raise explain_database_error(exc, target) from None
-            if attempt == attempts:
+            delay = min(config.retry_max_seconds, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+            if attempt == attempts or time.monotonic() - started + delay > RETRY_BUDGET_SECONDS:
                 raise DatabaseUnavailable(
-                    f"cannot reach the database at {target.description} after {attempts} attempt(s): "
+                    f"cannot reach the database at {target.description} after {attempt} attempt(s): "
                     f"{first_line(exc)}; the next run will try again"
                 ) from None
-            delay = min(config.retry_max_seconds, 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             db_log.warning(
                 "attempt %d of %d failed (%s); retrying the whole transaction in %.1f s",
                 attempt, attempts, first_line(exc), delay,
