@@ -13,6 +13,7 @@ load, report, ``main()``. See README.md for usage.
 
 import argparse
 import dataclasses
+import datetime
 import hashlib
 import json
 import logging
@@ -1665,8 +1666,9 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
     )
     for title, device, start, minutes, pages, first, last, read in result.sample:
         report_log.info(
-            "  sample: %s | %s | %s | %d min | %d pages (%s-%s) | read %d",
-            start.strftime("%Y-%m-%d %H:%M"), title, device, minutes, pages, first, last, read,
+            "  sample: %s UTC | %s | %s | %d min | %d pages (%s-%s) | read %d",
+            start.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), title, device, minutes, pages,
+            first, last, read,
         )
 
 

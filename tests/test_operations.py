@@ -1,0 +1,241 @@
+"""Operations: install, systemd units, logrotate, log files, journald, healthchecks, --status."""
+
+import http.server
+import os
+import pwd
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import ROOT, SCRIPT, cli_env, query, run_cli
+from generator import generate
+
+import extract_koreader_stats as etl_module
+
+UNITS = ("bookhelper-etl.service", "bookhelper-etl.timer", "bookhelper-etl@.service", "bookhelper-etl@.timer")
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh sets owners, so it runs as root")
+
+
+def owner(path):
+    info = path.stat()
+    return pwd.getpwuid(info.st_uid).pw_name, stat.S_IMODE(info.st_mode)
+
+
+JOB_USER = "bookhelper-ci"
+
+
+def ensure_job_user():
+    """An ordinary system account to install for (systemd rightly refuses to bless User=nobody)."""
+    try:
+        pwd.getpwnam(JOB_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                        JOB_USER], check=True)
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """install.sh staged below a temporary DESTDIR, for an ordinary system account."""
+    if os.geteuid() != 0:
+        pytest.skip("install.sh sets owners, so it runs as root")
+    ensure_job_user()
+    destdir = tmp_path_factory.mktemp("destdir")
+    result = subprocess.run(
+        ["bash", str(ROOT / "install.sh"), "--destdir", str(destdir), "--user", JOB_USER],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return destdir
+
+
+@needs_root
+def test_install_puts_everything_in_place_with_the_right_owners_and_modes(installed):
+    app = installed / "opt/bookhelper-etl"
+    assert (app / "venv/bin/python").exists()
+    check = subprocess.run([str(app / "venv/bin/python"), "-c", "import psycopg2, dotenv"], capture_output=True)
+    assert check.returncode == 0
+    assert owner(app / ".env") == (JOB_USER, 0o600)
+    assert (app / ".env").read_text() == (ROOT / ".env.example").read_text()
+    assert owner(installed / "var/log/bookhelper-etl") == (JOB_USER, 0o750)
+    assert owner(installed / "etc/logrotate.d/bookhelper-etl") == ("root", 0o644)
+    for unit in UNITS:
+        path = installed / "etc/systemd/system" / unit
+        assert owner(path) == ("root", 0o644)
+        assert not re.search(r"@[A-Z_]+@", path.read_text())
+    service = (installed / "etc/systemd/system/bookhelper-etl.service").read_text()
+    assert f"User={JOB_USER}" in service
+    assert "ExecStart=/opt/bookhelper-etl/venv/bin/python /opt/bookhelper-etl/extract_koreader_stats.py" in service
+
+
+@needs_root
+def test_install_never_overwrites_an_existing_env_and_uninstall_keeps_it(installed, tmp_path):
+    destdir = tmp_path / "again"
+    shutil.copytree(installed, destdir, symlinks=True)
+    env = destdir / "opt/bookhelper-etl/.env"
+    env.write_text("DATABASE_URL=postgresql://me@example/db\n")
+    subprocess.run(["bash", str(ROOT / "install.sh"), "--destdir", str(destdir), "--user", JOB_USER],
+                   check=True, capture_output=True, timeout=600)
+    assert env.read_text() == "DATABASE_URL=postgresql://me@example/db\n"
+
+    subprocess.run(["bash", str(ROOT / "uninstall.sh"), "--destdir", str(destdir)], check=True, capture_output=True)
+
+    assert sorted(p.name for p in (destdir / "opt/bookhelper-etl").iterdir()) == [".env"]
+    assert list((destdir / "etc/systemd/system").iterdir()) == []
+    assert not (destdir / "etc/logrotate.d/bookhelper-etl").exists()
+    assert (destdir / "var/log/bookhelper-etl").is_dir()
+
+
+def verify_units(directory):
+    result = subprocess.run(["systemd-analyze", "verify", *[str(directory / u) for u in UNITS]],
+                            capture_output=True, text=True, cwd=directory)
+    return (result.stdout + result.stderr).strip()
+
+
+@needs_root
+def test_the_installed_units_pass_systemd_analyze_verify_silently(installed, tmp_path):
+    app = installed / "opt/bookhelper-etl"
+    for unit in UNITS:  # a copy whose ExecStart points at the binary actually installed
+        text = (installed / "etc/systemd/system" / unit).read_text()
+        (tmp_path / unit).write_text(text.replace("/opt/bookhelper-etl/venv/bin/python", str(app / "venv/bin/python")))
+
+    assert verify_units(tmp_path) == ""
+
+    broken = tmp_path / "bookhelper-etl.service"
+    broken.write_text(broken.read_text().replace("Nice=10", "Nicety=10"))
+    assert "Nicety" in verify_units(tmp_path)
+
+
+@needs_root
+def test_the_logrotate_config_parses_and_rotates_without_copytruncate(installed):
+    config = installed / "etc/logrotate.d/bookhelper-etl"
+    text = config.read_text()
+    for directive in ("daily", "rotate 7", "maxsize 10M", "compress", "delaycompress", "missingok",
+                      "notifempty", f"su {JOB_USER} {JOB_USER}", f"create 0640 {JOB_USER} {JOB_USER}"):
+        assert re.search(rf"^\s+{directive}$", text, re.MULTILINE), directive
+    assert "copytruncate" not in text.replace("No copytruncate", "")
+
+    result = subprocess.run(["logrotate", "-d", "-s", "/dev/null", str(config)], capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr.lower()
+
+
+def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):
+    log_file = tmp_path / "bookhelper-etl.log"
+    formatters = etl_module.setup_logging(-1)
+    try:
+        etl_module.add_log_file(log_file, 0, formatters)
+        logger = etl_module.component_logger("ETL")
+        logger.info("first line")
+        log_file.rename(tmp_path / "bookhelper-etl.log.1")  # what logrotate does without copytruncate
+        logger.info("second line")
+    finally:
+        for handler in list(etl_module.log.handlers):
+            etl_module.log.removeHandler(handler)
+            handler.close()
+    assert "first line" in (tmp_path / "bookhelper-etl.log.1").read_text()
+    rotated_away = (tmp_path / "bookhelper-etl.log.1").read_text()
+    assert "second line" not in rotated_away
+    assert re.fullmatch(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\] \[ETL\] second line\n", log_file.read_text())
+
+
+def test_under_journald_stderr_lines_carry_no_timestamp(tmp_path, empty_env_file):
+    stats = generate(tmp_path / "s.sqlite3", books=1, days=2)
+    err_path = tmp_path / "stderr"
+    with err_path.open("w") as err:
+        info = os.fstat(err.fileno())
+        subprocess.run(
+            [sys.executable, str(SCRIPT), "--env-file", str(empty_env_file), "--stats-db", str(stats), "--dry-run"],
+            stderr=err, env=cli_env(JOURNAL_STREAM=f"{info.st_dev}:{info.st_ino}"), timeout=60,
+        )
+    lines = err_path.read_text().splitlines()
+    assert lines and all(line.startswith("[INFO] [") or line.startswith("[WARNING] [") for line in lines)
+    plain = run_cli("--stats-db", stats, "--dry-run", env_file=empty_env_file)
+    assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\]", plain.stderr)
+
+
+class PingRecorder(http.server.BaseHTTPRequestHandler):
+    pings = []
+    status = 200
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        PingRecorder.pings.append((self.path, body))
+        self.send_response(PingRecorder.status)
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def ping_server():
+    PingRecorder.pings = []
+    PingRecorder.status = 200
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ping/check-uuid", PingRecorder
+    server.shutdown()
+    server.server_close()
+
+
+def test_healthcheck_pings_start_and_exit_code_with_the_log_tail_and_one_run_id(
+    tmp_path, etl, database_url, ping_server
+):
+    url, recorder = ping_server
+    stats = generate(tmp_path / "s.sqlite3", books=2, days=5)
+
+    result = etl(stats, ETL_HEALTHCHECK_URL=url)
+
+    assert result.returncode == 0
+    (start, start_body), (end, end_body) = recorder.pings
+    run_uuid = query(database_url, "SELECT run_uuid::text FROM etl_runs")[0][0]
+    assert start == f"/ping/check-uuid/start?rid={run_uuid}"
+    assert end == f"/ping/check-uuid/0?rid={run_uuid}"
+    assert "finished with exit code 0" in end_body and "[REPORT] sessions:" in end_body
+
+
+def test_a_failing_run_pings_its_exit_code(tmp_path, etl, ping_server):
+    url, recorder = ping_server
+    bad = tmp_path / "s.sqlite3"
+    bad.write_text("not a database")
+    result = etl(bad, ETL_HEALTHCHECK_URL=url)
+    assert result.returncode == 65
+    assert recorder.pings[-1][0].startswith("/ping/check-uuid/65?rid=")
+    assert "not an SQLite database" in recorder.pings[-1][1]
+
+
+def test_a_failing_ping_is_a_warning_and_never_changes_the_exit_code(tmp_path, etl, ping_server):
+    url, recorder = ping_server
+    recorder.status = 500
+    stats = generate(tmp_path / "s.sqlite3", books=1, days=3)
+    result = etl(stats, ETL_HEALTHCHECK_URL=url)
+    assert result.returncode == 0
+    assert "[WARNING] [ETL] healthcheck ping /start failed" in result.stderr
+    unreachable = etl(stats, ETL_HEALTHCHECK_URL="http://127.0.0.1:9/nothing-listens")
+    assert unreachable.returncode == 0
+
+
+def test_status_shows_the_last_runs_and_the_sync_status(tmp_path, etl, database_url, empty_env_file):
+    stats = generate(tmp_path / "s.sqlite3", books=3, days=10)
+    assert etl(stats, "--device", "palma").returncode == 0
+
+    result = run_cli("--status", env_file=empty_env_file, DATABASE_URL=database_url)
+
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Last runs" in out and "Sync status" in out and "Most read books" in out
+    assert re.search(r"palma\s+success", out)
+    assert re.search(r"koreader\s+palma\s+\d{4}-\d\d-\d\d", out)
+
+
+def test_status_on_an_empty_warehouse_says_so(database_url, empty_env_file):
+    result = run_cli("--status", env_file=empty_env_file, DATABASE_URL=database_url)
+    assert result.returncode == 0
+    assert "no run has completed" in result.stdout
