@@ -15,9 +15,11 @@ import argparse
 import dataclasses
 import datetime
 import hashlib
+import itertools
 import json
 import logging
 import logging.handlers
+import operator
 import os
 import random
 import re
@@ -529,7 +531,6 @@ def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]
     snapshot = copy_snapshot(source, workdir)
     try:
         conn = sqlite3.connect(snapshot)
-        conn.text_factory = lambda raw: raw.decode("utf-8", "replace")
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise SourceUnusable(f"{source}: is corrupt ({check}); copy it from the device again")
@@ -554,9 +555,13 @@ def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]
 
 
 def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
-    """Every row of KOReader's book table: (id, title, authors, series, language, md5, pages, last_open)."""
+    """Every row of KOReader's book table: (id, title, authors, series, language, md5, pages, last_open).
+
+    Text comes as bytes, so that invalid UTF-8 in an old file is replaced, not fatal.
+    """
     return conn.execute(
-        "SELECT id, title, authors, series, language, md5, pages, last_open FROM book ORDER BY id"
+        "SELECT id, CAST(title AS BLOB), CAST(authors AS BLOB), CAST(series AS BLOB), CAST(language AS BLOB),"
+        " CAST(md5 AS BLOB), pages, last_open FROM book ORDER BY id"
     ).fetchall()
 
 
@@ -564,6 +569,7 @@ def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
 PAGE_ROW_PROBLEMS = (
     ("no book id", "p.id_book IS NULL"),
     ("unknown book", "b.id IS NULL"),
+    ("book without title or md5", "p.id_book IN temp.unusable_books"),
     (
         "not a number",
         "typeof(p.page) <> 'integer' OR typeof(p.start_time) <> 'integer' OR typeof(p.duration) <> 'integer'",
@@ -577,24 +583,46 @@ PAGE_ROW_PROBLEM_SQL = (
 )
 
 
-def extract_page_census(conn: sqlite3.Connection, now: int) -> list[tuple]:
-    """Per book id and problem (None = valid): row count, duration sum and last start.
+def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[int]) -> tuple[list, list]:
+    """Count the page rows in two passes inside SQLite.
 
-    One pass over page_stat_data inside SQLite; it feeds both the skip report and the
-    per-book fingerprints that decide what a run sends.
+    Returns the skipped rows by reason, from a plain scan (cheap: valid rows only pass the
+    checks), and per KOReader book id the fingerprint of all its rows: count, duration sum,
+    last start and rows dated after the valid window (they become valid as time passes).
+    Grouping by book id alone follows the table's (id_book, page, start_time) index.
     """
-    return conn.execute(
-        f"""SELECT p.id_book, {PAGE_ROW_PROBLEM_SQL} AS problem,
-                   count(*), sum(p.duration), max(p.start_time)
-            FROM page_stat_data p LEFT JOIN book b ON b.id = p.id_book
-            GROUP BY 1, 2""",
-        page_row_bounds(now),
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS unusable_books (id_book INTEGER PRIMARY KEY)")
+    conn.execute("DELETE FROM temp.unusable_books")
+    conn.executemany("INSERT INTO temp.unusable_books VALUES (?)", [(i,) for i in unusable])
+    bounds = page_row_bounds(now)
+    problems = conn.execute(
+        f"""SELECT problem, count(*)
+            FROM (SELECT {PAGE_ROW_PROBLEM_SQL} AS problem FROM page_stat_data p LEFT JOIN book b ON b.id = p.id_book)
+            WHERE problem IS NOT NULL GROUP BY problem""",
+        bounds,
     ).fetchall()
+    per_book = conn.execute(
+        """SELECT id_book, count(*), CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER),
+                  sum(start_time > :latest)
+           FROM page_stat_data GROUP BY id_book""",
+        bounds,
+    ).fetchall()
+    return problems, per_book
 
 
 def page_row_bounds(now: int) -> dict[str, int]:
     """A start_time is valid from 2000-01-01 to one day after the run."""
     return {"earliest": EARLIEST_VALID_START, "latest": now + 86400}
+
+
+TOTAL_PAGES_SQL = "CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages > 0 THEN p.total_pages ELSE 0 END"
+
+
+def _map_books(conn: sqlite3.Connection, book_ids: dict[int, int]) -> None:
+    """Put the KOReader book id -> warehouse book_id map in a temporary table of the snapshot."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS book_map (id_book INTEGER PRIMARY KEY, book_id INTEGER)")
+    conn.execute("DELETE FROM temp.book_map")
+    conn.executemany("INSERT INTO temp.book_map VALUES (?, ?)", book_ids.items())
 
 
 def stream_copy_chunks(
@@ -605,13 +633,10 @@ def stream_copy_chunks(
     ``book_ids`` maps KOReader's book id to the warehouse book_id. SQLite formats the
     lines itself, so memory stays flat and Python does no per-row work.
     """
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS book_map (id_book INTEGER PRIMARY KEY, book_id INTEGER)")
-    conn.execute("DELETE FROM temp.book_map")
-    conn.executemany("INSERT INTO temp.book_map VALUES (?, ?)", book_ids.items())
+    _map_books(conn, book_ids)
     cursor = conn.execute(
         f"""SELECT m.book_id || char(9) || p.page || char(9) || p.start_time || char(9) || p.duration
-                   || char(9) || CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages > 0
-                                      THEN p.total_pages ELSE 0 END || char(10)
+                   || char(9) || {TOTAL_PAGES_SQL} || char(10)
             FROM page_stat_data p JOIN temp.book_map m ON m.id_book = p.id_book
             JOIN book b ON b.id = p.id_book
             WHERE ({PAGE_ROW_PROBLEM_SQL}) IS NULL""",
@@ -624,16 +649,25 @@ def stream_copy_chunks(
         yield "".join([line for (line,) in lines])
 
 
-def extract_page_rows(conn: sqlite3.Connection, now: int) -> Iterator[tuple]:
-    """Valid page rows as (id_book, page, start_time, duration, total_pages), by book and time."""
-    return conn.execute(
-        f"""SELECT p.id_book, p.page, p.start_time, p.duration,
-                   CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages > 0 THEN p.total_pages ELSE 0 END
-            FROM page_stat_data p JOIN book b ON b.id = p.id_book
+def extract_book_page_rows(
+    conn: sqlite3.Connection, book_ids: dict[int, int], now: int
+) -> Iterator[tuple[int, list[tuple]]]:
+    """The valid page rows of the given books, one book at a time.
+
+    Yields (warehouse book_id, [(page, start_time, duration, total_pages), ...]); only one
+    book's rows are in memory at once.
+    """
+    _map_books(conn, book_ids)
+    cursor = conn.execute(
+        f"""SELECT m.book_id, p.page, p.start_time, p.duration, {TOTAL_PAGES_SQL}
+            FROM page_stat_data p JOIN temp.book_map m ON m.id_book = p.id_book
+            JOIN book b ON b.id = p.id_book
             WHERE ({PAGE_ROW_PROBLEM_SQL}) IS NULL
-            ORDER BY p.id_book, p.start_time, p.page""",
+            ORDER BY p.id_book""",
         page_row_bounds(now),
     )
+    for book_id, rows in itertools.groupby(cursor, key=operator.itemgetter(0)):
+        yield book_id, [row[1:] for row in rows]
 
 
 # --------------------------------------------------------------------------------------
@@ -755,11 +789,13 @@ def transform_books(book_rows: Iterable[tuple]) -> tuple[dict[str, Book], dict[i
 
 @dataclass(frozen=True)
 class Fingerprint:
-    """What a file holds for one book: valid rows, their total duration, the last start, metadata."""
+    """What a file holds for one book: its rows' count, duration sum, last start, rows still in the
+    future, and a digest of its metadata. When none of these changed, neither did the book."""
 
     row_count: int
     duration_sum: int
     last_start: int
+    future_rows: int
     metadata_hash: str
 
 
@@ -778,34 +814,25 @@ class Census:
 
 
 def transform_census(
-    census_rows: Iterable[tuple], books: dict[str, Book], key_of: dict[int, str], unusable: Sequence[int]
+    problems: Iterable[tuple], per_book: Iterable[tuple], books: dict[str, Book], key_of: dict[int, str]
 ) -> Census:
-    """Fold the per-book-id census into skip counts and per-book-key fingerprints."""
+    """Fold the census into skip counts and per-book-key fingerprints (a key can have several book ids)."""
     rows_read = 0
-    skipped: Counter = Counter()
-    totals: dict[str, list[int]] = {}
+    totals: dict[str, list[int]] = {key: [0, 0, 0, 0] for key in books}
     ids_by_key: dict[str, list[int]] = {}
-    unusable_ids = set(unusable)
-    for id_book, problem, count, duration_sum, last_start in census_rows:
+    for id_book, count, duration_sum, last_start, future_rows in per_book:
         rows_read += count
-        if problem is None and id_book in unusable_ids:
-            problem = "book without title or md5"
-        if problem is not None:
-            skipped[problem] += count
+        key = key_of.get(id_book)
+        if key is None:
             continue
-        key = key_of[id_book]
         ids_by_key.setdefault(key, []).append(id_book)
-        total = totals.setdefault(key, [0, 0, 0])
+        total = totals[key]
         total[0] += count
-        total[1] += duration_sum
-        total[2] = max(total[2], last_start)
-    fingerprints = {
-        key: Fingerprint(rows, seconds, last, books[key].metadata_hash())
-        for key, (rows, seconds, last) in totals.items()
-    }
-    for key, book in books.items():
-        fingerprints.setdefault(key, Fingerprint(0, 0, 0, book.metadata_hash()))
-    return Census(rows_read, skipped, fingerprints, ids_by_key)
+        total[1] += duration_sum or 0
+        total[2] = max(total[2], last_start or 0)
+        total[3] += future_rows or 0
+    fingerprints = {key: Fingerprint(*total, books[key].metadata_hash()) for key, total in totals.items()}
+    return Census(rows_read, Counter(dict(problems)), fingerprints, ids_by_key)
 
 
 def changed_book_keys(file_prints: dict[str, Fingerprint], stored_prints: dict[str, Fingerprint]) -> list[str]:
@@ -831,6 +858,9 @@ class Session:
         return (self.duration_seconds + 30) // 60
 
 
+START_THEN_PAGE = operator.itemgetter(1, 0)
+
+
 def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Session]:
     """Group one book's page rows (page, start_time, duration, total_pages) into sessions.
 
@@ -841,30 +871,22 @@ def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Ses
     overlapping when merged devices' rows do.
     """
     sessions: list[Session] = []
-    current: list[tuple] = []
-    latest_end: Optional[int] = None
-    for row in sorted(page_rows, key=lambda r: (r[1], r[0])):
-        page, start, duration, _total = row
-        if current and start - latest_end > gap_seconds:
-            sessions.append(_summarise(current))
-            current = []
-        current.append(row)
-        latest_end = start + duration if latest_end is None else max(latest_end, start + duration)
-    if current:
-        sessions.append(_summarise(current))
+    pages: set[int] = set()  # the open session's pages; empty while none is open
+    first_start = first_page = top_page = latest_end = seconds = last_total = 0
+    for page, start, duration, total in sorted(page_rows, key=START_THEN_PAGE):
+        if pages and start - latest_end > gap_seconds:
+            sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
+            pages = set()
+        if not pages:
+            first_start, first_page, top_page, latest_end, seconds = start, page, page, start, 0
+        seconds += duration
+        pages.add(page)
+        top_page = max(top_page, page)
+        latest_end = max(latest_end, start + duration)
+        last_total = total
+    if pages:
+        sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
     return sessions
-
-
-def _summarise(rows: list[tuple]) -> Session:
-    return Session(
-        start_time=rows[0][1],
-        end_time=max(start + duration for _page, start, duration, _total in rows),
-        duration_seconds=sum(duration for _page, _start, duration, _total in rows),
-        pages_read=len({page for page, _start, _duration, _total in rows}),
-        start_page=rows[0][0],
-        end_page=max(page for page, _start, _duration, _total in rows),
-        total_pages=rows[-1][3],
-    )
 
 
 def starts_near_beginning(session: Session) -> bool:
@@ -964,6 +986,7 @@ CREATE TABLE IF NOT EXISTS device_books (
     row_count        bigint NOT NULL,
     duration_sum     bigint NOT NULL,
     last_start_epoch bigint NOT NULL,
+    future_rows      bigint NOT NULL,
     metadata_hash    text NOT NULL,
     loaded_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, book_id)
@@ -1111,9 +1134,11 @@ SELECT to_regclass('schema_meta') IS NOT NULL;
 DEVICE_SQL = """
 INSERT INTO devices (name, timezone, clock) VALUES (%(device)s, %(timezone)s, %(clock)s)
 ON CONFLICT (name) DO UPDATE SET timezone = EXCLUDED.timezone, clock = EXCLUDED.clock, last_seen_at = now();
-SELECT d.device_id, b.book_key, f.row_count, f.duration_sum, f.last_start_epoch, f.metadata_hash
+-- Every device's fingerprints: this device's decide what changed; any device's tell which books are new.
+SELECT d.device_id, b.book_key, f.device_id = d.device_id, f.row_count, f.duration_sum, f.last_start_epoch,
+       f.future_rows, f.metadata_hash
 FROM devices d
-LEFT JOIN device_books f ON f.device_id = d.device_id
+LEFT JOIN device_books f ON true
 LEFT JOIN books b ON b.book_id = f.book_id
 WHERE d.name = %(device)s;
 """
@@ -1189,7 +1214,8 @@ WITH merged AS (
 )
 INSERT INTO load_counts
 SELECT 'page_rows_inserted', count(*) FILTER (WHERE inserted) FROM merged
-UNION ALL SELECT 'page_rows_updated', count(*) FILTER (WHERE NOT inserted) FROM merged;
+UNION ALL SELECT 'page_rows_updated', count(*) FILTER (WHERE NOT inserted) FROM merged
+UNION ALL SELECT 'page_rows_staged', count(*) FROM incoming_pages;
 """
 
 # Sessions and reads of the changed books, derived from all their page views (every
@@ -1282,20 +1308,23 @@ UNION ALL SELECT 'sessions_derived', count(*) FROM fresh_sessions;
 """
 
 FINGERPRINTS_SQL = """
-INSERT INTO device_books AS f (device_id, book_id, row_count, duration_sum, last_start_epoch, metadata_hash)
-SELECT %(device_id)s, book_id, row_count, duration_sum, last_start_epoch, metadata_hash
+INSERT INTO device_books AS f (device_id, book_id, row_count, duration_sum, last_start_epoch, future_rows,
+                               metadata_hash)
+SELECT %(device_id)s, book_id, row_count, duration_sum, last_start_epoch, future_rows, metadata_hash
 FROM jsonb_to_recordset(%(fingerprints)s::jsonb) AS x(
-    book_id integer, row_count bigint, duration_sum bigint, last_start_epoch bigint, metadata_hash text)
+    book_id integer, row_count bigint, duration_sum bigint, last_start_epoch bigint, future_rows bigint,
+    metadata_hash text)
 ON CONFLICT (device_id, book_id) DO UPDATE
-SET row_count = EXCLUDED.row_count, duration_sum = EXCLUDED.duration_sum,
-    last_start_epoch = EXCLUDED.last_start_epoch, metadata_hash = EXCLUDED.metadata_hash, loaded_at = now();
+SET row_count = EXCLUDED.row_count, duration_sum = EXCLUDED.duration_sum, last_start_epoch = EXCLUDED.last_start_epoch,
+    future_rows = EXCLUDED.future_rows, metadata_hash = EXCLUDED.metadata_hash, loaded_at = now();
 SELECT name, n FROM load_counts;
 """
 
 SAMPLE_SESSIONS_SQL = """
-SELECT b.title, f.device, f.start_time, f.duration_minutes, f.pages_read, f.start_page, f.end_page, f.read_number
-FROM fresh_sessions f JOIN books b USING (book_id)
-ORDER BY f.start_time DESC LIMIT 5;
+SELECT b.title, s.device, s.start_time, s.duration_minutes, s.pages_read, s.start_page, s.end_page, s.read_number
+FROM reading_sessions s JOIN books b USING (book_id)
+WHERE s.book_id = ANY(%(book_ids)s::integer[])
+ORDER BY s.start_time DESC LIMIT 5;
 """
 
 RUN_RECORD_SQL = """
@@ -1358,7 +1387,8 @@ TRANSIENT_SQLSTATES = {"40001", "40P01", "57P01", "57P03", "53300"}
 # Connection failures that retrying cannot cure: they need a changed setting.
 PERMANENT_CONNECT_ERRORS = (
     "authentication failed", "pg_hba.conf", "does not exist", "ssl", "certificate", "channel binding",
-    "endpoint", "sslmode", "invalid", "permission denied",
+    "endpoint", "sslmode", "invalid connection option", "invalid integer value", "invalid value for parameter",
+    "permission denied",
 )
 
 
@@ -1402,6 +1432,7 @@ def connect(target: DatabaseTarget, config: Config):
     params = dict(target.params)
     params.setdefault("connect_timeout", str(config.connect_timeout))
     params.setdefault("application_name", APPLICATION_NAME)
+    params.setdefault("client_encoding", "UTF8")
     params.setdefault("keepalives", "1")
     params.setdefault("keepalives_idle", "30")
     params.setdefault("keepalives_interval", "10")
@@ -1493,13 +1524,13 @@ def load_books(cursor, books: Sequence[Book]) -> dict[str, tuple[int, bool, bool
 
 
 class ChunkReader:
-    """A file-like view of text chunks, as ``copy_expert`` reads it."""
+    """A file-like view of text chunks, as ``copy_expert`` reads it, in UTF-8 (the connection's encoding)."""
 
     def __init__(self, chunks: Iterator[str]):
         self.chunks = chunks
 
-    def read(self, _size: int = -1) -> str:
-        return next(self.chunks, "")
+    def read(self, _size: int = -1) -> bytes:
+        return next(self.chunks, "").encode("utf-8")
 
 
 def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadResult:
@@ -1524,14 +1555,15 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone, "clock": config.device_clock})
     stored = cursor.fetchall()
     device_id = stored[0][0]
-    stored_prints = {key: Fingerprint(*values) for _id, key, *values in stored if key is not None}
+    stored_prints = {key: Fingerprint(*values) for _id, key, mine, *values in stored if mine}
+    loaded_anywhere = {key for _id, key, *_rest in stored if key is not None}
     changed = changed_book_keys(source.census.fingerprints, stored_prints)
     result = LoadResult(books_changed=len(changed))
     load_log.info("%d of %d books changed since this device's last load", len(changed), len(source.books))
     if changed:
-        load_changed_books(cursor, config, source, changed, device_id, result)
+        book_ids = load_changed_books(cursor, config, source, changed, loaded_anywhere, device_id, result)
         if config.dry_run:
-            cursor.execute(SAMPLE_SESSIONS_SQL)
+            cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             result.sample = cursor.fetchall()
     if config.dry_run:
         cursor.execute("ROLLBACK")
@@ -1540,48 +1572,121 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     return result
 
 
-def load_changed_books(cursor, config: Config, source: Source, changed: list[str], device_id: int,
-                       result: LoadResult) -> None:
-    """Send the changed books and their page rows, then re-derive those books' sessions."""
+def load_changed_books(cursor, config: Config, source: Source, changed: list[str], loaded_anywhere: set[str],
+                       device_id: int, result: LoadResult) -> list[int]:
+    """Send the changed books and their page rows, and derive those books' sessions again.
+
+    Books that no device has loaded before (a first load) take the direct path; the others
+    are merged with what other devices and earlier runs put in the warehouse.
+    Returns the changed books' warehouse ids.
+    """
     book_rows = load_books(cursor, [source.books[key] for key in changed])
     result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
     result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
-    warehouse_ids = {
-        id_book: book_rows[key][0] for key in changed for id_book in source.census.ids_by_key.get(key, ())
+    ids_by_key = source.census.ids_by_key
+    # A book nobody loaded, with one KOReader id and true UTC times, cannot clash with anything.
+    direct = {
+        key for key in changed
+        if key not in loaded_anywhere and len(ids_by_key.get(key, ())) == 1 and config.device_clock == "utc"
     }
-    result.page_rows_sent = sum(source.census.fingerprints[key].row_count for key in changed)
-    cursor.copy_expert(
-        "COPY incoming_pages FROM STDIN",
-        ChunkReader(stream_copy_chunks(source.conn, warehouse_ids, source.now)),
-        size=1 << 20,
-    )
-    book_ids = sorted({book_rows[key][0] for key in changed})
-    epoch = LOCAL_CLOCK_EPOCH if config.device_clock == "local" else "start_epoch"
+    merged = [key for key in changed if key not in direct]
+    if direct:
+        load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
+                       {book_rows[k][0]: k for k in direct}, device_id, result)
+    statements = ""
+    if merged:
+        cursor.copy_expert(
+            "COPY incoming_pages FROM STDIN",
+            ChunkReader(stream_copy_chunks(
+                source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now)),
+            size=1 << 20,
+        )
+        epoch = LOCAL_CLOCK_EPOCH if config.device_clock == "local" else "start_epoch"
+        statements = MERGE_PAGES_SQL.format(epoch=epoch) + FRESH_SESSIONS_SQL + APPLY_SESSIONS_SQL
     params = {
         "device_id": device_id,
         "timezone": config.timezone,
-        "book_ids": book_ids,
+        "book_ids": sorted({book_rows[key][0] for key in merged}),
         "gap": config.gap_seconds,
         "namespace": psycopg2.Binary(READ_NAMESPACE.bytes),
         "fingerprints": json.dumps(
             [
                 {"book_id": book_rows[key][0], "row_count": fp.row_count, "duration_sum": fp.duration_sum,
-                 "last_start_epoch": fp.last_start, "metadata_hash": fp.metadata_hash}
+                 "last_start_epoch": fp.last_start, "future_rows": fp.future_rows, "metadata_hash": fp.metadata_hash}
                 for key in changed
                 for fp in (source.census.fingerprints[key],)
             ]
         ),
     }
-    cursor.execute(
-        MERGE_PAGES_SQL.format(epoch=epoch) + FRESH_SESSIONS_SQL + APPLY_SESSIONS_SQL + FINGERPRINTS_SQL, params
-    )
-    counts = dict(cursor.fetchall())
-    result.page_rows_inserted = counts["page_rows_inserted"]
+    cursor.execute(statements + FINGERPRINTS_SQL, params)
+    counts = Counter(dict(cursor.fetchall()))
+    result.page_rows_sent += counts["page_rows_staged"]
+    result.page_rows_inserted += counts["page_rows_inserted"]
     result.page_rows_updated = counts["page_rows_updated"]
-    result.sessions_inserted = counts["sessions_inserted"]
+    result.sessions_inserted += counts["sessions_inserted"]
     result.sessions_updated = counts["sessions_updated"]
     result.sessions_removed = counts["sessions_removed"]
-    result.sessions_unchanged = counts["sessions_derived"] - result.sessions_inserted - result.sessions_updated
+    result.sessions_unchanged = counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"]
+    return sorted(book_id for book_id, _new, _updated in book_rows.values())
+
+
+def copy_text(value: str) -> str:
+    """A value in COPY's text format."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str) -> list[str]:
+    """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions."""
+    sessions = transform_sessions(rows, gap_seconds)
+    lines = []
+    read_ids: dict[int, uuid.UUID] = {}
+    for session, read in zip(sessions, number_reads(sessions)):
+        if read not in read_ids:
+            read_ids[read] = uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
+        read_id = read_ids[read]
+        start = datetime.datetime.fromtimestamp(session.start_time, datetime.timezone.utc).isoformat()
+        end = datetime.datetime.fromtimestamp(session.end_time, datetime.timezone.utc).isoformat()
+        lines.append(
+            f"{book_id}\t{start}\t{end}\t{session.duration_seconds}\t{session.duration_minutes}\t"
+            f"{session.pages_read}\t{session.start_page}\t{session.end_page}\t{session.total_pages}\t"
+            f"{device}\t{read}\t{read_id}\n"
+        )
+    return lines
+
+
+def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[int, int], keys: dict[int, str],
+                   device_id: int, result: LoadResult) -> None:
+    """COPY the page rows of books no device has loaded straight into page_views, and their sessions.
+
+    Nothing in the warehouse can clash with these rows, so they need neither the merge nor
+    the server-side session derivation: their sessions come from the same rule, computed
+    here while the server ingests the rows (the tests hold both derivations to one result).
+    """
+    session_lines: list[str] = []
+    device = copy_text(config.device)
+
+    def page_chunks() -> Iterator[str]:
+        lines: list[str] = []
+        for book_id, rows in extract_book_page_rows(source.conn, warehouse_ids, source.now):
+            lines += [f"{book_id}\t{page}\t{start}\t{duration}\t{total}\t{device_id}\n"
+                      for page, start, duration, total in rows]
+            session_lines.extend(session_copy_lines(book_id, keys[book_id], rows, config.gap_seconds, device))
+            result.page_rows_inserted += len(rows)
+            result.page_rows_sent += len(rows)
+            if len(lines) >= 20000:
+                yield "".join(lines)
+                lines = []
+        yield "".join(lines)
+
+    cursor.copy_expert("COPY page_views (book_id, page, start_epoch, duration, total_pages, device_id) FROM STDIN",
+                       ChunkReader(page_chunks()), size=1 << 20)
+    chunks = ("".join(session_lines[i:i + 5000]) for i in range(0, len(session_lines), 5000))
+    cursor.copy_expert(
+        "COPY reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,"
+        " start_page, end_page, total_pages, device, read_number, read_instance_id) FROM STDIN",
+        ChunkReader(chunks), size=1 << 20,
+    )
+    result.sessions_inserted += len(session_lines)
 
 
 def run_record(config: Config, source: Optional[Source], result: Optional[LoadResult], status: str,
@@ -1675,26 +1780,22 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
 def preview_from_file(source: Source, gap_seconds: int) -> None:
     """A dry run's report when no database answers: sessions as this file alone gives them."""
     report_log = component_logger("REPORT")
-    sessions_total, reads_total = 0, 0
+    title_of = {
+        id_book: source.books[key].title or key for key, ids in source.census.ids_by_key.items() for id_book in ids
+    }
+    sessions_total, reads_total, books = 0, 0, 0
     latest: list[tuple[int, str, Session, int]] = []
-    title_of = {}
-    for key, ids in source.census.ids_by_key.items():
-        for id_book in ids:
-            title_of[id_book] = source.books[key].title or key
-    by_book: dict[int, list[tuple]] = {}
-    for id_book, page, start, duration, total in extract_page_rows(source.conn, source.now):
-        if id_book in title_of:
-            by_book.setdefault(id_book, []).append((page, start, duration, total))
-    for id_book, rows in by_book.items():
+    for id_book, rows in extract_book_page_rows(source.conn, {i: i for i in title_of}, source.now):
         sessions = transform_sessions(rows, gap_seconds)
         numbers = number_reads(sessions)
+        books += 1
         sessions_total += len(sessions)
         reads_total += max(numbers, default=0)
         latest.extend((s.start_time, title_of[id_book], s, n) for s, n in zip(sessions, numbers))
         latest = sorted(latest, reverse=True, key=lambda item: item[0])[:5]
     report_log.info(
         "dry run without a database: this file alone gives %d sessions (%d reads) of %d books",
-        sessions_total, reads_total, len(by_book),
+        sessions_total, reads_total, books,
     )
     for start, title, session, read in latest:
         report_log.info(
@@ -1798,7 +1899,7 @@ def extract(config: Config, workdir: Path) -> Source:
     conn, version = open_snapshot(config.stats_db, workdir)
     try:
         books, key_of, unusable = transform_books(extract_book_rows(conn))
-        census = transform_census(extract_page_census(conn, now), books, key_of, unusable)
+        census = transform_census(*extract_page_census(conn, now, unusable), books, key_of)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise SourceUnusable(f"{config.stats_db}: cannot be read ({exc}); copy it from the device again") from None

@@ -285,11 +285,12 @@ def generate(
     wal: bool = False,
     hostile: bool = False,
     start_epoch: int = 1_600_000_000,
+    sittings_per_day: tuple[int, int] = (0, 4),
 ) -> Path:
     """Write a realistic invented statistics file and return its path."""
     rng = random.Random(seed)
     book_rows = make_books(books, rng)
-    page_rows = simulate_reading(book_rows, days, rng, start_epoch=start_epoch)
+    page_rows = simulate_reading(book_rows, days, rng, start_epoch=start_epoch, sittings_per_day=sittings_per_day)
     if hostile:
         page_rows += hostile_rows(book_rows, start_epoch + days * DAY)
     return write_statistics_file(path, book_rows, page_rows, version=version, wal=wal)

@@ -85,7 +85,7 @@ def test_duplicate_book_rows_take_the_most_recently_opened_metadata():
 
 def test_census_counts_skips_and_folds_fingerprints_per_book():
     md5 = "cd" * 16
-    books, key_of, unusable = transform_books(
+    books, key_of, _unusable = transform_books(
         [
             (1, "T", "A", None, None, md5, 10, 1),
             (2, "T", "A", None, None, md5, 10, 2),
@@ -93,20 +93,22 @@ def test_census_counts_skips_and_folds_fingerprints_per_book():
         ]
     )
     census = transform_census(
-        [(1, None, 10, 300, 5000), (2, None, 5, 100, 9000), (1, "page below 1", 2, 0, 10), (3, None, 4, 40, 7)],
-        books, key_of, unusable,
+        problems=[("page below 1", 2), ("book without title or md5", 4), ("no book id", 1)],
+        per_book=[(1, 12, 300, 5000, 0), (2, 5, 100, 9000, 1), (3, 4, 40, 7, 0), (None, 1, 0, 0, 0)],
+        books=books,
+        key_of=key_of,
     )
-    assert census.rows_read == 21
-    assert census.skipped == {"page below 1": 2, "book without title or md5": 4}
+    assert census.rows_read == 22
+    assert census.skipped == {"page below 1": 2, "book without title or md5": 4, "no book id": 1}
     assert census.rows_valid == 15
     key = f"md5:{md5}"
-    assert census.fingerprints == {key: Fingerprint(15, 400, 9000, books[key].metadata_hash())}
+    assert census.fingerprints == {key: Fingerprint(17, 400, 9000, 1, books[key].metadata_hash())}
     assert sorted(census.ids_by_key[key]) == [1, 2]
 
 
 def test_changed_books_are_those_whose_fingerprint_differs():
-    same = Fingerprint(1, 2, 3, "h")
-    file_prints = {"a": same, "b": Fingerprint(2, 2, 3, "h"), "c": same}
+    same = Fingerprint(1, 2, 3, 0, "h")
+    file_prints = {"a": same, "b": Fingerprint(2, 2, 3, 0, "h"), "c": same}
     assert changed_book_keys(file_prints, {"a": same, "b": same}) == ["b", "c"]
 
 
