@@ -223,25 +223,40 @@ def _iso(epoch: int) -> str:
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat()
 
 
-def measure(name, base, grown, server, proxy, env_file, naive_sample):
-    """All scenarios of one file. Returns table rows: (scenario, seconds, rows/s, RSS MB, round trips)."""
+def fastest(outcomes: list) -> dict:
+    return min(outcomes, key=lambda outcome: outcome["seconds"])
+
+
+def measure(name, base, grown, server, proxy, env_file, naive_sample, repeat):
+    """All scenarios of one file: {(route, scenario): {seconds, rss_mb, round_trips}}.
+
+    The full load and the COPY floor run ``repeat`` times, each on a fresh database, and the
+    fastest counts: this machine is noisy, and both are what the main ratio compares.
+    """
     rows, sessions = file_sessions(base)
     results = {"rows": rows, "sessions": len(sessions)}
     for route in ("local", "proxy"):
-        url = server.create()
-        target = url if route == "local" else via_proxy(url, proxy)
-        for scenario, stats in (("full load", base), ("nightly, one more day", grown), ("nightly, no change", grown)):
+        full_loads, floors = [], []
+        for attempt in range(repeat):
+            url = server.create()
+            target = url if route == "local" else via_proxy(url, proxy)
             proxy.reset()
-            outcome = run_etl(stats, target, env_file)
-            outcome["round_trips"] = proxy.reset() if route == "proxy" else None
-            results[(route, scenario)] = outcome
-        server.drop(url)
-        url = server.create()
-        target = url if route == "local" else via_proxy(url, proxy)
-        proxy.reset()
-        results[(route, "reference: plain COPY")] = {"seconds": copy_load(target, base, sessions),
-                                                     "round_trips": proxy.reset() if route == "proxy" else None}
-        server.drop(url)
+            full_loads.append(run_etl(base, target, env_file))
+            full_loads[-1]["round_trips"] = proxy.reset() if route == "proxy" else None
+            if attempt == repeat - 1:  # the last one goes on to the nightly runs
+                for scenario in ("nightly, one more day", "nightly, no change"):
+                    outcome = run_etl(grown, target, env_file)
+                    outcome["round_trips"] = proxy.reset() if route == "proxy" else None
+                    results[(route, scenario)] = outcome
+            server.drop(url)
+            url = server.create()
+            target = url if route == "local" else via_proxy(url, proxy)
+            proxy.reset()
+            floors.append({"seconds": copy_load(target, base, sessions),
+                           "round_trips": proxy.reset() if route == "proxy" else None})
+            server.drop(url)
+        results[(route, "full load")] = fastest(full_loads)
+        results[(route, "reference: plain COPY")] = fastest(floors)
         url = server.create()
         target = url if route == "local" else via_proxy(url, proxy)
         limit = naive_sample if route == "proxy" else None
@@ -297,6 +312,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy history (default 1)")
     parser.add_argument("--database-url", help="a server where the benchmark may create databases "
                                                "(default: an embedded one in a temporary directory)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="runs of the full load and the COPY floor; the fastest counts (default 2)")
     parser.add_argument("--naive-sample", type=int, default=300,
                         help="sessions the per-row loader inserts through the proxy before extrapolating")
     args = parser.parse_args(argv)
@@ -325,7 +342,7 @@ def main(argv=None) -> int:
         results = {}
         try:
             for name, base, grown in make_files(directory, args.scale):
-                results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample)
+                results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample, args.repeat)
                 print_results(name, results[name])
         finally:
             proxy.stop()

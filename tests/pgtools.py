@@ -141,40 +141,38 @@ class TlsServer:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-def wait_for_statement(url, needle, timeout=60, interval=0.005):
-    """The pid of the ETL's backend once it runs a statement containing ``needle``, else None."""
+def poll(url, statement, params, done, timeout, interval):
+    """Run ``statement`` until ``done(row)`` holds for its first row; return that row, or None at the timeout."""
     conn = psycopg2.connect(url)
     conn.autocommit = True
     deadline = time.monotonic() + timeout
     try:
         with conn.cursor() as cursor:
             while time.monotonic() < deadline:
-                cursor.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'bookhelper-etl' "
-                    "AND state = 'active' AND position(%s in query) > 0",
-                    (needle,),
-                )
+                cursor.execute(statement, params)
                 row = cursor.fetchone()
-                if row:
-                    return row[0]
+                if done(row):
+                    return row
                 time.sleep(interval)
     finally:
         conn.close()
     return None
 
 
+def wait_for_statement(url, needle, timeout=60):
+    """The pid of the ETL's backend once it runs a statement containing ``needle``, else None."""
+    row = poll(
+        url,
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'bookhelper-etl' "
+        "AND state = 'active' AND position(%s in query) > 0",
+        (needle,), lambda row: row is not None, timeout, 0.005,
+    )
+    return row[0] if row else None
+
+
 def wait_for_backends_to_end(url, timeout=30):
     """Wait until no ETL backend remains (a killed client's backend finishes its statement first)."""
-    conn = psycopg2.connect(url)
-    conn.autocommit = True
-    deadline = time.monotonic() + timeout
-    try:
-        with conn.cursor() as cursor:
-            while time.monotonic() < deadline:
-                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bookhelper-etl'")
-                if cursor.fetchone()[0] == 0:
-                    return
-                time.sleep(0.05)
-    finally:
-        conn.close()
-    raise AssertionError("an ETL backend outlived its client")
+    row = poll(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bookhelper-etl'", None,
+               lambda row: row[0] == 0, timeout, 0.05)
+    if row is None:
+        raise AssertionError("an ETL backend outlived its client")

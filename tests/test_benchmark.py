@@ -9,7 +9,7 @@ from conftest import ROOT
 def test_the_benchmark_runs_on_a_tiny_history_and_prints_its_table(pg_server_url):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--scale", "0.004", "--naive-sample", "5",
-         "--database-url", pg_server_url],
+         "--repeat", "1", "--database-url", pg_server_url],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
