@@ -5,7 +5,7 @@ import random
 import uuid
 
 import pytest
-from conftest import query
+from conftest import query, run_cli
 from generator import Book, make_books, simulate_reading, write_statistics_file
 from warehouse import book_seconds, warehouse_state
 
@@ -63,8 +63,6 @@ def test_two_synced_devices_in_any_order_and_number_count_every_row_once(tmp_pat
 
 
 def test_the_same_files_in_another_order_give_the_same_page_rows(tmp_path, etl, new_database, empty_env_file):
-    from conftest import run_cli
-
     path_a, path_b, _expected = synced_files(tmp_path)
     first, second = new_database(), new_database()
     for url, order in ((first, (path_a, path_b)), (second, (path_b, path_a))):
@@ -110,8 +108,6 @@ def test_metadata_of_the_most_recently_opened_device_wins(tmp_path, etl, databas
 def test_late_rows_in_a_later_copy_are_loaded_as_one_load_of_the_final_file(
     tmp_path, etl, database_url, new_database, empty_env_file
 ):
-    from conftest import run_cli
-
     rng = random.Random(3)
     books = make_books(5, rng)
     rows = simulate_reading(books, 30, rng, start_epoch=T0)
@@ -150,8 +146,6 @@ def test_a_nightly_run_sends_only_the_changed_books_rows(tmp_path, etl, database
 
 
 def test_read_ids_are_stable_across_reruns_and_machines(tmp_path, etl, database_url, new_database, empty_env_file):
-    from conftest import run_cli
-
     rows = [(1, p, T0 + 100 * p, 60, 20) for p in range(1, 21)]
     rows += [(1, p, T0 + 86400 * 30 + 100 * p, 60, 20) for p in range(1, 5)]
     stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Ficciones", "Jorge Luis Borges", 20, "f" * 32)],
