@@ -43,7 +43,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from dotenv import dotenv_values
 
-__version__ = "1.0.0"
+__version__ = "2.0.0"
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -64,7 +64,7 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 APPLICATION_NAME = "bookhelper-etl"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # pg_advisory_xact_lock key: the bytes of "bookhelp" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"bookhelp", "big")
 # Namespace of read_instance_id: uuid3(namespace, "<book_key>/read/<n>"), computable in plain SQL.
@@ -193,8 +193,8 @@ SETTINGS = (
     Setting("NEON_DATABASE", None, "Neon database"),
     Setting("NEON_PORT", "5432", "Neon port"),
     Setting("ETL_DEVICE", DEFAULT_DEVICE, "name of the device the file comes from"),
-    Setting("ETL_TIMEZONE", None, "IANA time zone of the device (default: this machine's)"),
-    Setting("ETL_DEVICE_CLOCK", "utc", "'utc', or 'local' for devices whose clock keeps local time"),
+    Setting("ETL_TIMEZONE", None, "IANA time zone of the device (default: the stored one, else this machine's)"),
+    Setting("ETL_DEVICE_CLOCK", None, "'utc' or 'local' (device clock in local time) [stored one, else utc]"),
     Setting("ETL_GAP_MINUTES", str(DEFAULT_GAP_MINUTES), "pause that ends a reading session"),
     Setting("ETL_LOG_FILE", None, "also append the log to this file"),
     Setting("ETL_MAX_RETRIES", "3", "retries of a transaction after a transient failure"),
@@ -215,8 +215,9 @@ class Config:
     database_url: Optional[str]
     neon: dict[str, Optional[str]]
     device: str
-    timezone: str
-    device_clock: str
+    timezone: Optional[str]  # explicit settings only: unset ones keep what the warehouse stores
+    device_clock: Optional[str]
+    default_timezone: str
     gap_seconds: int
     dry_run: bool
     log_file: Optional[Path]
@@ -353,11 +354,11 @@ def load_config(args: argparse.Namespace) -> Config:
     device = setting("ETL_DEVICE", args.device).strip()
     if not device:
         raise ConfigError("the device name is empty; set --device or ETL_DEVICE")
-    timezone = setting("ETL_TIMEZONE") or local_timezone_name()
-    if not is_known_timezone(timezone):
+    timezone = setting("ETL_TIMEZONE")
+    if timezone is not None and not is_known_timezone(timezone):
         raise ConfigError(f"ETL_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. Europe/Berlin)")
-    clock = setting("ETL_DEVICE_CLOCK").strip().lower()
-    if clock not in ("utc", "local"):
+    clock = (setting("ETL_DEVICE_CLOCK") or "").strip().lower() or None
+    if clock not in (None, "utc", "local"):
         raise ConfigError(f"ETL_DEVICE_CLOCK={clock!r} must be 'utc' or 'local'")
     log_file = setting("ETL_LOG_FILE", args.log_file)
     return Config(
@@ -367,6 +368,7 @@ def load_config(args: argparse.Namespace) -> Config:
         device=device,
         timezone=timezone,
         device_clock=clock,
+        default_timezone=local_timezone_name(),
         gap_seconds=60 * _int_setting("ETL_GAP_MINUTES", setting("ETL_GAP_MINUTES", args.gap_minutes), 1),
         dry_run=args.dry_run,
         log_file=Path(log_file).expanduser() if log_file else None,
@@ -464,6 +466,8 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 KNOWN_SCHEMA_VERSIONS = (20221111, 20201022, 20201010)
 EARLIEST_VALID_START = 946684800  # 2000-01-01T00:00:00Z
 MAX_VALID_DURATION = 7200  # KOReader's highest "max seconds per page"
+MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer
+LAST_VALID_EPOCH = 4102444800  # 2100-01-01: a fixed bound, so that a book's metadata never depends on the run date
 
 
 def check_source_file(path: Path) -> int:
@@ -581,6 +585,7 @@ PAGE_ROW_PROBLEMS = (
     ("start_time out of range", "p.start_time < :earliest OR p.start_time > :latest"),
     ("duration out of range", f"p.duration < 0 OR p.duration > {MAX_VALID_DURATION}"),
     ("page below 1", "p.page < 1"),
+    ("page out of range", f"p.page > {MAX_INTEGER}"),
 )
 PAGE_ROW_PROBLEM_SQL = (
     "CASE " + " ".join(f"WHEN {cond} THEN '{reason}'" for reason, cond in PAGE_ROW_PROBLEMS) + " END"
@@ -618,7 +623,10 @@ def page_row_bounds(now: int) -> dict[str, int]:
     return {"earliest": EARLIEST_VALID_START, "latest": now + 86400}
 
 
-TOTAL_PAGES_SQL = "CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages > 0 THEN p.total_pages ELSE 0 END"
+TOTAL_PAGES_SQL = (
+    f"CASE WHEN typeof(p.total_pages) = 'integer' AND p.total_pages BETWEEN 1 AND {MAX_INTEGER} THEN p.total_pages"
+    " ELSE 0 END"
+)
 
 
 def _map_books(conn: sqlite3.Connection, book_ids: dict[int, int]) -> None:
@@ -742,8 +750,11 @@ def make_book_key(file_hash: Optional[str], title: Optional[str], authors: Seque
     return None
 
 
-def _as_int(value) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+def _int_in_range(value, low: int, high: int) -> Optional[int]:
+    """An integer within [low, high], else None (a bad book field is dropped, never fatal)."""
+    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
+        return value
+    return None
 
 
 def transform_book(row: tuple) -> Optional[Book]:
@@ -755,7 +766,6 @@ def transform_book(row: tuple) -> Optional[Book]:
     key = make_book_key(file_hash, title, author_names)
     if key is None:
         return None
-    pages = _as_int(pages)
     return Book(
         book_key=key,
         title=title,
@@ -763,8 +773,8 @@ def transform_book(row: tuple) -> Optional[Book]:
         file_hash=file_hash,
         series=clean_optional(series),
         language=clean_optional(language),
-        page_count=pages if pages and pages > 0 else None,
-        last_open=_as_int(last_open),
+        page_count=_int_in_range(pages, 1, MAX_INTEGER),
+        last_open=_int_in_range(last_open, 1, LAST_VALID_EPOCH),
     )
 
 
@@ -929,7 +939,7 @@ CREATE TABLE IF NOT EXISTS schema_meta (
     value text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS devices (
-    device_id     smallint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    device_id     integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     name          text NOT NULL UNIQUE,
     timezone      text NOT NULL,
     clock         text NOT NULL DEFAULT 'utc' CHECK (clock IN ('utc', 'local')),
@@ -938,8 +948,10 @@ CREATE TABLE IF NOT EXISTS devices (
 );
 CREATE TABLE IF NOT EXISTS authors (
     author_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name      text NOT NULL UNIQUE
+    name      text NOT NULL
 );
+-- Unique on a digest: a btree entry cannot hold a name of several kilobytes.
+CREATE UNIQUE INDEX IF NOT EXISTS authors_name_md5 ON authors (md5(name));
 CREATE TABLE IF NOT EXISTS publishers (
     publisher_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     name         text NOT NULL UNIQUE
@@ -955,6 +967,7 @@ CREATE TABLE IF NOT EXISTS books (
     series       text,
     source       text NOT NULL DEFAULT 'koreader',
     last_open_at timestamptz,
+    metadata_hash text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
@@ -981,11 +994,18 @@ CREATE TABLE IF NOT EXISTS page_views (
     start_epoch bigint NOT NULL,
     duration    integer NOT NULL,
     total_pages integer NOT NULL,
-    device_id   smallint NOT NULL,
+    device_id   integer NOT NULL,
     PRIMARY KEY (book_id, page, start_epoch)
 );
+CREATE TABLE IF NOT EXISTS device_book_ids (
+    device_id integer NOT NULL REFERENCES devices,
+    id_book   bigint NOT NULL,
+    book_id   integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    book_key  text NOT NULL,
+    PRIMARY KEY (device_id, id_book)
+);
 CREATE TABLE IF NOT EXISTS device_books (
-    device_id        smallint NOT NULL REFERENCES devices,
+    device_id        integer NOT NULL REFERENCES devices,
     book_id          integer NOT NULL REFERENCES books ON DELETE CASCADE,
     row_count        bigint NOT NULL,
     duration_sum     bigint NOT NULL,
@@ -1072,13 +1092,22 @@ SELECT b.book_id, b.title,
 FROM books b LEFT JOIN reading_sessions s ON s.book_id = b.book_id
 GROUP BY b.book_id;
 
+-- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
+CREATE OR REPLACE VIEW page_view_times AS
+SELECT p.book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id,
+       CASE WHEN d.clock = 'local'
+            THEN extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE d.timezone)::bigint
+            ELSE p.start_epoch END AS utc_epoch,
+       d.timezone
+FROM page_views p JOIN devices d USING (device_id);
+
 CREATE OR REPLACE VIEW reading_timeline AS
-SELECT (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)::date AS day,
+SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day,
        sum(p.duration) AS reading_seconds,
        round(sum(p.duration) / 60.0, 1) AS reading_minutes,
        count(DISTINCT p.book_id) AS books,
        count(*) AS page_views
-FROM page_views p JOIN devices d USING (device_id)
+FROM page_view_times p
 GROUP BY 1;
 
 CREATE OR REPLACE VIEW reading_streaks AS
@@ -1126,6 +1155,40 @@ INSERT INTO schema_meta (key, value) VALUES ('schema_version', %(version)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
 
+# Views are re-created whole on an upgrade: CREATE OR REPLACE VIEW cannot change a view's columns.
+VIEWS = ("tandem_reading_sessions", "publisher_analytics", "author_analytics", "reading_streaks", "reading_timeline",
+         "page_view_times", "book_stats")
+
+# Upgrades of a warehouse made by an older release, by the version they start from; each runs inside
+# the run's transaction before SCHEMA_DDL, and none loses history.
+MIGRATIONS = {
+    # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
+    # start_time (rows of local-clock devices were stored converted to UTC: convert them back); every
+    # device sends all its books once more, so that its KOReader book ids get recorded; and all sessions
+    # are derived again under the device-independent rule.
+    1: """
+ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
+ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
+ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
+ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
+ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
+CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
+SELECT DISTINCT ON (book_id, page, raw_epoch) book_id, page, raw_epoch, duration, total_pages, device_id
+FROM (SELECT p.*, extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)
+                                     AT TIME ZONE 'UTC')::bigint AS raw_epoch
+      FROM page_views p JOIN devices d USING (device_id) WHERE d.clock = 'local') AS converted
+ORDER BY book_id, page, raw_epoch, duration DESC;
+DELETE FROM page_views p USING devices d WHERE d.device_id = p.device_id AND d.clock = 'local';
+INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
+SELECT * FROM raw_local_views
+ON CONFLICT (book_id, page, start_epoch) DO UPDATE
+    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
+DELETE FROM device_books;
+INSERT INTO schema_meta (key, value) VALUES ('session_gap_seconds', 'unknown')
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+""",
+}
+
 BEGIN_SQL = """
 BEGIN;
 SELECT set_config('statement_timeout', %(statement_timeout)s, true);
@@ -1136,81 +1199,126 @@ SELECT to_regclass('schema_meta') IS NOT NULL;
 """
 
 DEVICE_SQL = """
-INSERT INTO devices (name, timezone, clock) VALUES (%(device)s, %(timezone)s, %(clock)s)
-ON CONFLICT (name) DO UPDATE SET timezone = EXCLUDED.timezone, clock = EXCLUDED.clock, last_seen_at = now();
--- Every device's fingerprints: this device's decide what changed; any device's tell which books are new.
-SELECT d.device_id, b.book_key, f.device_id = d.device_id, f.row_count, f.duration_sum, f.last_start_epoch,
-       f.future_rows, f.metadata_hash
+INSERT INTO devices (name, timezone, clock)
+SELECT %(device)s, %(timezone)s, %(clock)s
+WHERE NOT EXISTS (SELECT 1 FROM devices WHERE name = %(device)s);
+-- The device's stored settings, the session rule's stored gap, and this device's fingerprints.
+SELECT d.device_id, d.timezone, d.clock, (SELECT value FROM schema_meta WHERE key = 'session_gap_seconds'),
+       b.book_key, f.row_count, f.duration_sum, f.last_start_epoch, f.future_rows, f.metadata_hash
 FROM devices d
-LEFT JOIN device_books f ON true
+LEFT JOIN device_books f ON f.device_id = d.device_id
 LEFT JOIN books b ON b.book_id = f.book_id
 WHERE d.name = %(device)s;
+"""
+
+DEVICE_SETTINGS_SQL = """
+UPDATE devices SET timezone = %(timezone)s, clock = %(clock)s WHERE device_id = %(device_id)s;
 """
 
 BOOKS_SQL = """
 CREATE TEMP TABLE incoming_pages (
     book_id integer, page integer, start_epoch bigint, duration integer, total_pages integer
 ) ON COMMIT DROP;
-CREATE TEMP TABLE load_counts (name text, n bigint) ON COMMIT DROP;
 CREATE TEMP TABLE incoming_books ON COMMIT DROP AS
+SELECT * FROM jsonb_to_recordset(%(books)s::jsonb) AS i(
+    book_key text, ids bigint[], title text, authors text[], file_hash text, page_count integer,
+    language text, series text, last_open bigint, metadata_hash text);
+
+-- Identity: when a KOReader book id's key changes in this device's file (its title or authors were edited,
+-- or an md5 appeared), the warehouse book it fed takes the new key, or merges into the book that has it.
+CREATE TEMP TABLE key_changes ON COMMIT DROP AS
+SELECT DISTINCT ON (m.book_id) m.book_id AS old_book_id, i.book_key AS new_key
+FROM incoming_books i
+CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
+JOIN device_book_ids m ON m.device_id = %(device_id)s AND m.id_book = k.id_book
+JOIN books old ON old.book_id = m.book_id
+WHERE m.book_key <> i.book_key AND old.book_key <> i.book_key
+ORDER BY m.book_id, i.book_key;
+UPDATE books b SET book_key = c.new_key, updated_at = now()
+FROM (SELECT DISTINCT ON (new_key) old_book_id, new_key FROM key_changes c
+      WHERE NOT EXISTS (SELECT 1 FROM books t WHERE t.book_key = c.new_key)
+      ORDER BY new_key, old_book_id) AS c
+WHERE b.book_id = c.old_book_id;
+CREATE TEMP TABLE book_merges ON COMMIT DROP AS
+SELECT c.old_book_id, t.book_id AS into_book_id
+FROM key_changes c JOIN books t ON t.book_key = c.new_key WHERE t.book_id <> c.old_book_id;
+INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
+SELECT DISTINCT ON (m.into_book_id, p.page, p.start_epoch)
+       m.into_book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id
+FROM page_views p JOIN book_merges m ON p.book_id = m.old_book_id
+ORDER BY m.into_book_id, p.page, p.start_epoch, p.duration DESC
+ON CONFLICT (book_id, page, start_epoch) DO UPDATE
+    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
+DELETE FROM page_views p USING book_merges m WHERE p.book_id = m.old_book_id;
+DELETE FROM reading_sessions s USING book_merges m WHERE s.book_id = m.old_book_id;
+DELETE FROM books b USING book_merges m WHERE b.book_id = m.old_book_id;
+
+-- Metadata: the file with the latest last_open wins (then the greater digest, so that the load order
+-- never decides); a book that just took a new key takes this file's metadata with it.
+CREATE TEMP TABLE resolved_books ON COMMIT DROP AS
 SELECT i.*, to_timestamp(i.last_open) AS last_open_at, (b.book_id IS NULL) AS is_new,
-       (b.book_id IS NOT NULL
-        AND coalesce(to_timestamp(i.last_open), '-infinity') >= coalesce(b.last_open_at, '-infinity')
-        AND ((b.title, b.file_hash, b.page_count, b.language, b.series)
-                 IS DISTINCT FROM (i.title, i.file_hash, i.page_count, i.language, i.series)
-             OR i.authors IS DISTINCT FROM coalesce(
-                 (SELECT array_agg(a.name ORDER BY ba.position)
-                    FROM book_authors ba JOIN authors a USING (author_id) WHERE ba.book_id = b.book_id),
-                 '{}'))) AS metadata_changed
-FROM jsonb_to_recordset(%(books)s::jsonb) AS i(
-    book_key text, title text, authors text[], file_hash text, page_count integer,
-    language text, series text, last_open bigint)
-LEFT JOIN books b ON b.book_key = i.book_key;
+       (b.book_id IS NOT NULL AND i.metadata_hash IS DISTINCT FROM b.metadata_hash
+        AND (b.book_key IN (SELECT new_key FROM key_changes)
+             OR (coalesce(i.last_open, -1), i.metadata_hash)
+                >= (coalesce(extract(epoch FROM b.last_open_at)::bigint, -1), coalesce(b.metadata_hash, ''))))
+       AS metadata_changed
+FROM incoming_books i LEFT JOIN books b ON b.book_key = i.book_key;
 
 INSERT INTO authors (name)
-SELECT DISTINCT unnest(authors) FROM incoming_books WHERE is_new OR metadata_changed
-ON CONFLICT (name) DO NOTHING;
+SELECT DISTINCT n.name FROM resolved_books i CROSS JOIN LATERAL unnest(i.authors) AS n(name)
+WHERE (i.is_new OR i.metadata_changed)
+  AND NOT EXISTS (SELECT 1 FROM authors a WHERE md5(a.name) = md5(n.name) AND a.name = n.name);
 
-INSERT INTO books (book_key, title, author_id, file_hash, page_count, language, series, source, last_open_at)
-SELECT i.book_key, i.title, a.author_id, i.file_hash, i.page_count, i.language, i.series, 'koreader', i.last_open_at
-FROM incoming_books i LEFT JOIN authors a ON a.name = i.authors[1]
+INSERT INTO books (book_key, title, author_id, file_hash, page_count, language, series, source, last_open_at,
+                   metadata_hash)
+SELECT i.book_key, i.title, a.author_id, i.file_hash, i.page_count, i.language, i.series, 'koreader',
+       i.last_open_at, i.metadata_hash
+FROM resolved_books i LEFT JOIN authors a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
 WHERE i.is_new;
 
 UPDATE books b
 SET title = i.title, author_id = a.author_id, file_hash = i.file_hash, page_count = i.page_count,
-    language = i.language, series = i.series, updated_at = now()
-FROM incoming_books i LEFT JOIN authors a ON a.name = i.authors[1]
+    language = i.language, series = i.series, last_open_at = i.last_open_at, metadata_hash = i.metadata_hash,
+    updated_at = now()
+FROM resolved_books i LEFT JOIN authors a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
 WHERE b.book_key = i.book_key AND i.metadata_changed;
 
-UPDATE books b SET last_open_at = i.last_open_at
-FROM incoming_books i
-WHERE b.book_key = i.book_key AND i.last_open_at > coalesce(b.last_open_at, '-infinity');
-
-DELETE FROM book_authors ba USING incoming_books i, books b
+DELETE FROM book_authors ba USING resolved_books i, books b
 WHERE b.book_key = i.book_key AND ba.book_id = b.book_id AND i.metadata_changed;
 
 INSERT INTO book_authors (book_id, author_id, position)
 SELECT b.book_id, a.author_id, n.position
-FROM incoming_books i
+FROM resolved_books i
 JOIN books b USING (book_key)
 CROSS JOIN LATERAL unnest(i.authors) WITH ORDINALITY AS n(name, position)
-JOIN authors a ON a.name = n.name
+JOIN authors a ON md5(a.name) = md5(n.name) AND a.name = n.name
 WHERE i.is_new OR i.metadata_changed;
 
-SELECT i.book_key, b.book_id, i.is_new, i.metadata_changed FROM incoming_books i JOIN books b USING (book_key);
+-- Authors that no book names any more, after an edit or a merge.
+DELETE FROM authors a
+WHERE (EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed) OR EXISTS (SELECT 1 FROM book_merges))
+  AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id)
+  AND NOT EXISTS (SELECT 1 FROM books b WHERE b.author_id = a.author_id);
+
+INSERT INTO device_book_ids AS m (device_id, id_book, book_id, book_key)
+SELECT %(device_id)s, k.id_book, b.book_id, i.book_key
+FROM resolved_books i JOIN books b USING (book_key) CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
+ON CONFLICT (device_id, id_book) DO UPDATE SET book_id = EXCLUDED.book_id, book_key = EXCLUDED.book_key;
+
+SELECT i.book_key, b.book_id, i.is_new, i.metadata_changed, (SELECT count(*) FROM book_merges)
+FROM resolved_books i JOIN books b USING (book_key);
 """
 
-# The device clock keeps local wall time: read the epoch as wall time in the device's zone.
-LOCAL_CLOCK_EPOCH = (
-    "extract(epoch FROM (to_timestamp(start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE %(timezone)s)::bigint"
-)
+LOAD_COUNTS_SQL = """
+CREATE TEMP TABLE load_counts (name text, n bigint) ON COMMIT DROP;
+"""
 
 MERGE_PAGES_SQL = """
 WITH merged AS (
     INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
-    SELECT DISTINCT ON (book_id, page, utc_epoch) book_id, page, utc_epoch, duration, total_pages, %(device_id)s
-    FROM (SELECT i.*, {epoch} AS utc_epoch FROM incoming_pages i) AS i
-    ORDER BY book_id, page, utc_epoch, duration DESC
+    SELECT DISTINCT ON (book_id, page, start_epoch) book_id, page, start_epoch, duration, total_pages, %(device_id)s
+    FROM incoming_pages
+    ORDER BY book_id, page, start_epoch, duration DESC
     ON CONFLICT (book_id, page, start_epoch) DO UPDATE
         SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages
         WHERE EXCLUDED.duration > pv.duration
@@ -1222,34 +1330,44 @@ UNION ALL SELECT 'page_rows_updated', count(*) FILTER (WHERE NOT inserted) FROM 
 UNION ALL SELECT 'page_rows_staged', count(*) FROM incoming_pages;
 """
 
-# Sessions and reads of the changed books, derived from all their page views (every
-# device). Mirrors transform_sessions() and number_reads(); the tests hold both to it.
+# The books whose sessions are derived again: the changed ones, every book when the session rule
+# changed, and every book this device reported rows of when its clock or zone changed.
+REDERIVE_SQL = """
+CREATE TEMP TABLE rederive_books ON COMMIT DROP AS
+SELECT unnest(%(book_ids)s::integer[]) AS book_id
+UNION SELECT book_id FROM books WHERE %(all_books)s
+UNION SELECT DISTINCT book_id FROM page_views WHERE %(device_changed)s AND device_id = %(device_id)s;
+"""
+
+# Sessions and reads of those books, derived from all their page views, whatever device reported them,
+# in true UTC (page_view_times). Mirrors transform_sessions() and number_reads(); the tests hold both to it.
 FRESH_SESSIONS_SQL = """
 CREATE TEMP TABLE fresh_sessions ON COMMIT DROP AS
 WITH rows AS (
-    SELECT p.book_id, d.name AS device, p.page, p.start_epoch, p.duration, p.total_pages,
-           p.start_epoch + p.duration AS end_epoch,
-           max(p.start_epoch + p.duration) OVER (
-               PARTITION BY p.book_id, p.device_id ORDER BY p.start_epoch, p.page
+    SELECT p.book_id, p.device_id, p.page, p.utc_epoch AS start_epoch, p.start_epoch AS raw_epoch, p.duration,
+           p.total_pages, p.utc_epoch + p.duration AS end_epoch,
+           max(p.utc_epoch + p.duration) OVER (
+               PARTITION BY p.book_id ORDER BY p.utc_epoch, p.page, p.start_epoch
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS ended_before
-    FROM page_views p JOIN devices d USING (device_id)
-    WHERE p.book_id = ANY(%(book_ids)s::integer[])
+    FROM page_view_times p
+    WHERE p.book_id IN (SELECT book_id FROM rederive_books)
 ), numbered AS (
     SELECT *, count(*) FILTER (WHERE ended_before IS NULL OR start_epoch - ended_before > %(gap)s) OVER (
-                  PARTITION BY book_id, device ORDER BY start_epoch, page ROWS UNBOUNDED PRECEDING) AS session_no
+                  PARTITION BY book_id ORDER BY start_epoch, page, raw_epoch ROWS UNBOUNDED PRECEDING) AS session_no
     FROM rows
 ), sessions AS (
-    SELECT book_id, device, min(start_epoch) AS start_epoch, max(end_epoch) AS end_epoch,
+    SELECT book_id, min(start_epoch) AS start_epoch, max(end_epoch) AS end_epoch,
            sum(duration) AS duration_seconds, count(DISTINCT page) AS pages_read,
            max(page) AS end_page,
-           (array_agg(page ORDER BY start_epoch, page))[1] AS start_page,
-           (array_agg(total_pages ORDER BY start_epoch DESC, page DESC))[1] AS total_pages
+           (array_agg(page ORDER BY start_epoch, page, raw_epoch))[1] AS start_page,
+           (array_agg(total_pages ORDER BY start_epoch DESC, page DESC, raw_epoch DESC))[1] AS total_pages,
+           (array_agg(device_id ORDER BY start_epoch, page, raw_epoch))[1] AS device_id
     FROM numbered
-    GROUP BY book_id, device, session_no
+    GROUP BY book_id, session_no
 ), flagged AS (
     SELECT *, total_pages > 0 AND 10 * start_page <= total_pages AS near_beginning,
               total_pages > 0 AND 10 * end_page >= 9 * total_pages AS reaches_end,
-              row_number() OVER (PARTITION BY book_id ORDER BY start_epoch, device) AS idx
+              row_number() OVER (PARTITION BY book_id ORDER BY start_epoch) AS idx
     FROM sessions
 ), history AS (
     SELECT *, max(idx) FILTER (WHERE reaches_end) OVER earlier AS last_end,
@@ -1261,8 +1379,9 @@ WITH rows AS (
                   OVER (PARTITION BY book_id ORDER BY idx) AS read_number
     FROM history
 ), named AS (
-    SELECT r.*, md5(%(namespace)s::bytea || convert_to(b.book_key || '/read/' || r.read_number, 'UTF8')) AS digest
-    FROM reads r JOIN books b USING (book_id)
+    SELECT r.*, d.name AS device,
+           md5(%(namespace)s::bytea || convert_to(b.book_key || '/read/' || r.read_number, 'UTF8')) AS digest
+    FROM reads r JOIN books b USING (book_id) JOIN devices d USING (device_id)
 )
 SELECT book_id, device, to_timestamp(start_epoch) AS start_time, to_timestamp(end_epoch) AS end_time,
        duration_seconds::integer AS duration_seconds, ((duration_seconds + 30) / 60)::integer AS duration_minutes,
@@ -1279,13 +1398,13 @@ WITH updated AS (
     UPDATE reading_sessions s
     SET end_time = f.end_time, duration_seconds = f.duration_seconds, duration_minutes = f.duration_minutes,
         pages_read = f.pages_read, start_page = f.start_page, end_page = f.end_page, total_pages = f.total_pages,
-        read_number = f.read_number, read_instance_id = f.read_instance_id, updated_at = now()
+        device = f.device, read_number = f.read_number, read_instance_id = f.read_instance_id, updated_at = now()
     FROM fresh_sessions f
-    WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.device = f.device
-      AND (s.end_time, s.duration_seconds, s.pages_read, s.start_page, s.end_page, s.total_pages,
+    WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.data_source = 'koreader'
+      AND (s.end_time, s.duration_seconds, s.pages_read, s.start_page, s.end_page, s.total_pages, s.device,
            s.read_number, s.read_instance_id)
           IS DISTINCT FROM (f.end_time, f.duration_seconds, f.pages_read, f.start_page, f.end_page,
-                            f.total_pages, f.read_number, f.read_instance_id)
+                            f.total_pages, f.device, f.read_number, f.read_instance_id)
     RETURNING 1
 ), inserted AS (
     INSERT INTO reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,
@@ -1295,13 +1414,12 @@ WITH updated AS (
            f.start_page, f.end_page, f.total_pages, f.device, 'ebook', 'koreader', f.read_instance_id, f.read_number
     FROM fresh_sessions f
     WHERE NOT EXISTS (SELECT 1 FROM reading_sessions s
-                      WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.device = f.device)
+                      WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.data_source = 'koreader')
     RETURNING 1
 ), removed AS (
     DELETE FROM reading_sessions s
-    WHERE s.book_id = ANY(%(book_ids)s::integer[]) AND s.data_source = 'koreader'
-      AND NOT EXISTS (SELECT 1 FROM fresh_sessions f
-                      WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.device = f.device)
+    WHERE s.book_id IN (SELECT book_id FROM rederive_books) AND s.data_source = 'koreader'
+      AND NOT EXISTS (SELECT 1 FROM fresh_sessions f WHERE s.book_id = f.book_id AND s.start_time = f.start_time)
     RETURNING 1
 )
 INSERT INTO load_counts
@@ -1321,6 +1439,8 @@ FROM jsonb_to_recordset(%(fingerprints)s::jsonb) AS x(
 ON CONFLICT (device_id, book_id) DO UPDATE
 SET row_count = EXCLUDED.row_count, duration_sum = EXCLUDED.duration_sum, last_start_epoch = EXCLUDED.last_start_epoch,
     future_rows = EXCLUDED.future_rows, metadata_hash = EXCLUDED.metadata_hash, loaded_at = now();
+INSERT INTO schema_meta (key, value) VALUES ('session_gap_seconds', %(gap)s::text)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE schema_meta.value <> EXCLUDED.value;
 SELECT name, n FROM load_counts;
 """
 
@@ -1364,6 +1484,7 @@ class Source:
     now: int
     books: dict[str, Book]
     census: Census
+    ids_of_key: dict[str, list[int]]
 
 
 @dataclass
@@ -1380,7 +1501,41 @@ class LoadResult:
     sessions_updated: int = 0
     sessions_unchanged: int = 0
     sessions_removed: int = 0
+    books_merged: int = 0
     sample: list[tuple] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """The device as this run sees it: its id, its settings in force, and what must be derived again."""
+
+    device_id: int
+    timezone: str
+    clock: str
+    settings_changed: bool
+    gap_changed: bool
+    gap_unrecorded: bool
+
+
+def device_state(config: Config, stored: tuple) -> DeviceState:
+    """Settings in force: an explicit setting wins over the stored one (with a warning when it changes
+    it); an unset one keeps what the warehouse has, so a run by hand cannot flip a device's clock."""
+    device_id, stored_timezone, stored_clock, stored_gap = stored
+    timezone = config.timezone or stored_timezone
+    clock = config.device_clock or stored_clock
+    changes = [f"{name} {old} -> {new}" for name, old, new in
+               (("time zone", stored_timezone, timezone), ("clock", stored_clock, clock)) if old != new]
+    if changes:
+        component_logger("LOAD").warning(
+            "device %s: %s; its sessions and local days are derived again", config.device, ", ".join(changes)
+        )
+    gap_changed = stored_gap is not None and stored_gap != str(config.gap_seconds)
+    if gap_changed:
+        previous = f"{int(stored_gap) // 60} min" if stored_gap.isdigit() else "an older rule"
+        component_logger("LOAD").info(
+            "the session gap changed (%s -> %d min); deriving every session again", previous, config.gap_seconds // 60
+        )
+    return DeviceState(device_id, timezone, clock, bool(changes), gap_changed, stored_gap is None)
 
 
 # No new attempt starts this long after the first one: an unreachable host (libpq waits
@@ -1501,7 +1656,7 @@ def ensure_schema(cursor, schema_exists: bool) -> None:
     if schema_exists:
         cursor.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
         row = cursor.fetchone()
-        found = int(row[0]) if row else 0
+        found = int(row[0]) if row else SCHEMA_VERSION - 1
         if found > SCHEMA_VERSION:
             raise ConfigError(
                 f"the warehouse has schema version {found}, newer than this script's {SCHEMA_VERSION}; "
@@ -1509,21 +1664,35 @@ def ensure_schema(cursor, schema_exists: bool) -> None:
             )
         if found == SCHEMA_VERSION:
             return
+        if row is None:  # tables without a version: create what is missing, migrate nothing
+            found = SCHEMA_VERSION
+    else:
+        found = SCHEMA_VERSION
     component_logger("DB").info("creating or upgrading the warehouse schema to version %d", SCHEMA_VERSION)
-    cursor.execute(SCHEMA_DDL, {"version": str(SCHEMA_VERSION)})
+    upgrade = "".join(f"DROP VIEW IF EXISTS {view};\n" for view in VIEWS) if found < SCHEMA_VERSION else ""
+    upgrade += "".join(MIGRATIONS[version] for version in range(found, SCHEMA_VERSION))
+    cursor.execute(upgrade.replace("%", "%%") + SCHEMA_DDL, {"version": str(SCHEMA_VERSION)})
 
 
-def load_books(cursor, books: Sequence[Book]) -> dict[str, tuple[int, bool, bool]]:
-    """Upsert books, authors and book_authors in one round trip: key -> (book_id, inserted, updated)."""
+def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], device_id: int
+               ) -> tuple[dict[str, tuple[int, bool, bool]], int]:
+    """Upsert books, authors and book_authors, following KOReader ids whose key changed, in one round trip.
+
+    Returns key -> (book_id, inserted, metadata updated), and how many books were merged into another.
+    """
     payload = [
         {
-            "book_key": b.book_key, "title": b.title, "authors": list(b.authors), "file_hash": b.file_hash,
-            "page_count": b.page_count, "language": b.language, "series": b.series, "last_open": b.last_open,
+            "book_key": b.book_key, "ids": ids_of_key.get(b.book_key, []), "title": b.title,
+            "authors": list(b.authors), "file_hash": b.file_hash, "page_count": b.page_count,
+            "language": b.language, "series": b.series, "last_open": b.last_open,
+            "metadata_hash": b.metadata_hash(),
         }
         for b in books
     ]
-    cursor.execute(BOOKS_SQL, {"books": json.dumps(payload)})
-    return {key: (book_id, is_new, changed) for key, book_id, is_new, changed in cursor.fetchall()}
+    cursor.execute(BOOKS_SQL, {"books": json.dumps(payload), "device_id": device_id})
+    rows = cursor.fetchall()
+    merges = rows[0][4] if rows else 0
+    return {key: (book_id, is_new, changed) for key, book_id, is_new, changed, _merges in rows}, merges
 
 
 class ChunkReader:
@@ -1555,16 +1724,16 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
             f"within ETL_LOCK_WAIT_SECONDS ({config.lock_wait_seconds} s); try again later"
         ) from None
     ensure_schema(cursor, cursor.fetchone()[0])
-    cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone, "clock": config.device_clock})
+    cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone or config.default_timezone,
+                                "clock": config.device_clock or "utc"})
     stored = cursor.fetchall()
-    device_id = stored[0][0]
-    stored_prints = {key: Fingerprint(*values) for _id, key, mine, *values in stored if mine}
-    loaded_anywhere = {key for _id, key, *_rest in stored if key is not None}
+    device = device_state(config, stored[0][:4])
+    stored_prints = {row[4]: Fingerprint(*row[5:]) for row in stored if row[4] is not None}
     changed = changed_book_keys(source.census.fingerprints, stored_prints)
     result = LoadResult(books_changed=len(changed))
     load_log.info("%d of %d books changed since this device's last load", len(changed), len(source.books))
-    if changed:
-        book_ids = load_changed_books(cursor, config, source, changed, loaded_anywhere, device_id, result)
+    if changed or device.settings_changed or device.gap_changed or device.gap_unrecorded:
+        book_ids = load_changed_books(cursor, config, source, changed, device, result)
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             result.sample = cursor.fetchall()
@@ -1575,41 +1744,45 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     return result
 
 
-def load_changed_books(cursor, config: Config, source: Source, changed: list[str], loaded_anywhere: set[str],
-                       device_id: int, result: LoadResult) -> list[int]:
-    """Send the changed books and their page rows, and derive those books' sessions again.
+def load_changed_books(cursor, config: Config, source: Source, changed: list[str], device: DeviceState,
+                       result: LoadResult) -> list[int]:
+    """Send the changed books and their page rows, and derive the affected books' sessions again.
 
-    Books that no device has loaded before (a first load) take the direct path; the others
-    are merged with what other devices and earlier runs put in the warehouse.
-    Returns the changed books' warehouse ids.
+    Books created by this run take the direct path; the others are merged with what other devices
+    and earlier runs put in the warehouse. Returns the changed books' warehouse ids.
     """
-    book_rows = load_books(cursor, [source.books[key] for key in changed])
-    result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
-    result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
-    ids_by_key = source.census.ids_by_key
-    # A book nobody loaded, with one KOReader id and true UTC times, cannot clash with anything.
-    direct = {
-        key for key in changed
-        if key not in loaded_anywhere and len(ids_by_key.get(key, ())) == 1 and config.device_clock == "utc"
-    }
-    merged = [key for key in changed if key not in direct]
-    if direct:
-        load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
-                       {book_rows[k][0]: k for k in direct}, device_id, result)
-    statements = ""
-    if merged:
-        cursor.copy_expert(
-            "COPY incoming_pages FROM STDIN",
-            ChunkReader(stream_copy_chunks(
-                source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now)),
-            size=1 << 20,
-        )
-        epoch = LOCAL_CLOCK_EPOCH if config.device_clock == "local" else "start_epoch"
-        statements = MERGE_PAGES_SQL.format(epoch=epoch) + FRESH_SESSIONS_SQL + APPLY_SESSIONS_SQL
+    book_rows: dict[str, tuple[int, bool, bool]] = {}
+    merged: list[str] = []
+    if changed:
+        book_rows, result.books_merged = load_books(
+            cursor, [source.books[key] for key in changed], source.ids_of_key, device.device_id)
+        result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
+        result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
+        ids_by_key = source.census.ids_by_key
+        # A book this run created, with one KOReader id and true UTC times, cannot clash with anything.
+        direct = {key for key in changed
+                  if book_rows[key][1] and len(ids_by_key.get(key, ())) == 1 and device.clock == "utc"}
+        merged = [key for key in changed if key not in direct]
+        if direct:
+            load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
+                           {book_rows[k][0]: k for k in direct}, device.device_id, result)
+        if merged:
+            cursor.copy_expert(
+                "COPY incoming_pages FROM STDIN",
+                ChunkReader(stream_copy_chunks(
+                    source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now)),
+                size=1 << 20,
+            )
+    statements = DEVICE_SETTINGS_SQL if device.settings_changed else ""
+    statements += LOAD_COUNTS_SQL + (MERGE_PAGES_SQL if merged else "") + REDERIVE_SQL + FRESH_SESSIONS_SQL
+    statements += APPLY_SESSIONS_SQL
     params = {
-        "device_id": device_id,
-        "timezone": config.timezone,
+        "device_id": device.device_id,
+        "timezone": device.timezone,
+        "clock": device.clock,
         "book_ids": sorted({book_rows[key][0] for key in merged}),
+        "all_books": device.gap_changed,
+        "device_changed": device.settings_changed,
         "gap": config.gap_seconds,
         "namespace": psycopg2.Binary(READ_NAMESPACE.bytes),
         "fingerprints": json.dumps(
@@ -1629,7 +1802,8 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
     result.sessions_inserted += counts["sessions_inserted"]
     result.sessions_updated = counts["sessions_updated"]
     result.sessions_removed = counts["sessions_removed"]
-    result.sessions_unchanged = counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"]
+    result.sessions_unchanged = max(
+        0, counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"])
     return sorted(book_id for book_id, _new, _updated in book_rows.values())
 
 
@@ -1906,7 +2080,10 @@ def extract(config: Config, workdir: Path) -> Source:
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise SourceUnusable(f"{config.stats_db}: cannot be read ({exc}); copy it from the device again") from None
-    return Source(conn, version, now, books, census)
+    ids_of_key: dict[str, list[int]] = {}
+    for id_book, key in key_of.items():
+        ids_of_key.setdefault(key, []).append(id_book)
+    return Source(conn, version, now, books, census, ids_of_key)
 
 
 def run(config: Config, formatters: list[RedactingFormatter]) -> int:
@@ -1922,9 +2099,9 @@ def run(config: Config, formatters: list[RedactingFormatter]) -> int:
         for formatter in formatters:
             formatter.secrets.extend(target.secrets)
     etl_log.info(
-        "bookhelper-etl %s, %s, source %s, device %s (%s, clock %s), target %s",
+        "bookhelper-etl %s, %s, source %s, device %s (zone %s, clock %s), target %s",
         __version__, "dry run" if config.dry_run else "normal run", config.stats_db, config.device,
-        config.timezone, config.device_clock, target.description if target else "none",
+        config.timezone or "as stored", config.device_clock or "as stored", target.description if target else "none",
     )
     with tempfile.TemporaryDirectory(prefix="bookhelper-etl-") as workdir:
         source = extract(config, Path(workdir))

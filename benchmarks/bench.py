@@ -35,6 +35,7 @@ from latency_proxy import LatencyProxy  # noqa: E402
 from pgtools import upstream_address  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
+import bookhelper_report  # noqa: E402
 import extract_koreader_stats as etl  # noqa: E402
 
 TARGET_RSS_MB = 64
@@ -248,6 +249,7 @@ def measure(name, base, grown, server, proxy, env_file, naive_sample, repeat):
                     outcome = run_etl(grown, target, env_file)
                     outcome["round_trips"] = proxy.reset() if route == "proxy" else None
                     results[(route, scenario)] = outcome
+                results[(route, "report")] = time_report(target, proxy, route)
             server.drop(url)
             url = server.create()
             target = url if route == "local" else via_proxy(url, proxy)
@@ -307,6 +309,51 @@ def check_targets(results) -> list:
     ]
 
 
+# --- the report (bookhelper_report.write_report) on the warehouse the runs above loaded ---------
+
+REPORT_TARGET_SECONDS = 3.0
+REPORT_TARGET_ROUND_TRIPS = 5
+
+
+def time_report(url: str, proxy: LatencyProxy, route: str) -> dict:
+    """One report of the warehouse at ``url``, in this process: connect, read, render, write the file.
+
+    Round trips are counted through the proxy from the connection on, the connection included.
+    """
+    proxy.reset()
+    with tempfile.TemporaryDirectory(prefix="bookhelper-report-") as directory:
+        started = time.monotonic()
+        conn = psycopg2.connect(url)
+        try:
+            summary = bookhelper_report.write_report(conn, Path(directory) / "report.html")
+        finally:
+            conn.close()
+        seconds = time.monotonic() - started
+    return {"seconds": seconds, "round_trips": proxy.reset() if route == "proxy" else None, **summary}
+
+
+def print_report(results):
+    local, proxy = results[("local", "report")], results[("proxy", "report")]
+    print(f"\nreport of that warehouse after the nightly runs: {local['books']:,} books, {local['days']:,} days read, "
+          f"{local['bytes'] / 1000:,.0f} kB page")
+    print(f"{'route':<9}{'seconds':>9}{'trips':>8}")
+    for route, outcome in (("local", local), ("proxy", proxy)):
+        trips = "" if outcome["round_trips"] is None else f"{outcome['round_trips']:,}"
+        print(f"{route:<9}{outcome['seconds']:>9.2f}{trips:>8}")
+
+
+def check_report_targets(results) -> list:
+    """The report issue's targets, on the heavy file: (target, measured, met)."""
+    seconds = max(results[(route, "report")]["seconds"] for route in ("local", "proxy"))
+    trips = results[("proxy", "report")]["round_trips"]
+    size = results[("local", "report")]["bytes"]
+    return [
+        (f"report <= {REPORT_TARGET_SECONDS:g} s", f"{seconds:.2f} s", seconds <= REPORT_TARGET_SECONDS),
+        (f"report round trips <= {REPORT_TARGET_ROUND_TRIPS}", trips, trips <= REPORT_TARGET_ROUND_TRIPS),
+        ("report page < 1 MB", f"{size / 1000:,.0f} kB", size < 1_000_000),
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark bookhelper-etl; prints a table.")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy history (default 1)")
@@ -344,12 +391,13 @@ def main(argv=None) -> int:
             for name, base, grown in make_files(directory, args.scale):
                 results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample, args.repeat)
                 print_results(name, results[name])
+                print_report(results[name])
         finally:
             proxy.stop()
             if embedded:
                 embedded.cleanup()
         print("\nTargets (heavy file):")
-        for target, measured, met in check_targets(results["heavy"]):
+        for target, measured, met in check_targets(results["heavy"]) + check_report_targets(results["heavy"]):
             print(f"  {'MET   ' if met else 'MISSED'} {target}: {measured}")
     return 0
 

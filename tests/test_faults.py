@@ -41,7 +41,7 @@ KILL_POINTS = {
                    ("COPY reading_sessions", None)],
     # A grown file: known books are staged, merged and their sessions derived again on the server.
     "grown file": [(None, 0.1), ("pg_advisory_xact_lock", None), ("COPY incoming_pages", None),
-                   ("INSERT INTO page_views", None), ("CREATE TEMP TABLE fresh_sessions", None)],
+                   ("INSERT INTO page_views", None)],
 }
 
 
@@ -148,7 +148,7 @@ def test_connections_refused_for_a_while_are_retried_until_the_server_answers(
 
 
 @pytest.mark.parametrize("scenario, needle", [("first load", "COPY page_views"),
-                                              ("grown file", "CREATE TEMP TABLE fresh_sessions")])
+                                              ("grown file", "INSERT INTO page_views")])
 def test_a_backend_terminated_mid_run_is_retried_as_a_whole_transaction(
     scenario, needle, big_files, etl, database_url, new_database, empty_env_file
 ):

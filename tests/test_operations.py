@@ -1,127 +1,17 @@
-"""Operations: install, systemd units, logrotate, log files, journald, healthchecks, --status."""
+"""Operations: log files, journald, healthchecks, --status (install, units, logrotate: test_install.py)."""
 
 import http.server
 import os
-import pwd
 import re
-import shutil
-import stat
 import subprocess
 import sys
 import threading
 
 import pytest
-from conftest import ROOT, SCRIPT, cli_env, query, run_cli
+from conftest import SCRIPT, cli_env, query, run_cli
 from generator import generate
 
 import extract_koreader_stats as etl_module
-
-UNITS = ("bookhelper-etl.service", "bookhelper-etl.timer", "bookhelper-etl@.service", "bookhelper-etl@.timer")
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh sets owners, so it runs as root")
-
-
-def owner(path):
-    info = path.stat()
-    return pwd.getpwuid(info.st_uid).pw_name, stat.S_IMODE(info.st_mode)
-
-
-JOB_USER = "bookhelper-ci"
-
-
-def ensure_job_user():
-    """An ordinary system account to install for (systemd rightly refuses to bless User=nobody)."""
-    try:
-        pwd.getpwnam(JOB_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin",
-                        JOB_USER], check=True)
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """install.sh staged below a temporary DESTDIR, for an ordinary system account."""
-    if os.geteuid() != 0:
-        pytest.skip("install.sh sets owners, so it runs as root")
-    ensure_job_user()
-    destdir = tmp_path_factory.mktemp("destdir")
-    result = subprocess.run(
-        ["bash", str(ROOT / "install.sh"), "--destdir", str(destdir), "--user", JOB_USER],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr
-    return destdir
-
-
-@needs_root
-def test_install_puts_everything_in_place_with_the_right_owners_and_modes(installed):
-    app = installed / "opt/bookhelper-etl"
-    assert (app / "venv/bin/python").exists()
-    check = subprocess.run([str(app / "venv/bin/python"), "-c", "import psycopg2, dotenv"], capture_output=True)
-    assert check.returncode == 0
-    assert owner(app / ".env") == (JOB_USER, 0o600)
-    assert (app / ".env").read_text() == (ROOT / ".env.example").read_text()
-    assert owner(installed / "var/log/bookhelper-etl") == (JOB_USER, 0o750)
-    assert owner(installed / "etc/logrotate.d/bookhelper-etl") == ("root", 0o644)
-    for unit in UNITS:
-        path = installed / "etc/systemd/system" / unit
-        assert owner(path) == ("root", 0o644)
-        assert not re.search(r"@[A-Z_]+@", path.read_text())
-    service = (installed / "etc/systemd/system/bookhelper-etl.service").read_text()
-    assert f"User={JOB_USER}" in service
-    assert "ExecStart=/opt/bookhelper-etl/venv/bin/python /opt/bookhelper-etl/extract_koreader_stats.py" in service
-
-
-@needs_root
-def test_install_never_overwrites_an_existing_env_and_uninstall_keeps_it(installed, tmp_path):
-    destdir = tmp_path / "again"
-    shutil.copytree(installed, destdir, symlinks=True)
-    env = destdir / "opt/bookhelper-etl/.env"
-    env.write_text("DATABASE_URL=postgresql://me@example/db\n")
-    subprocess.run(["bash", str(ROOT / "install.sh"), "--destdir", str(destdir), "--user", JOB_USER],
-                   check=True, capture_output=True, timeout=600)
-    assert env.read_text() == "DATABASE_URL=postgresql://me@example/db\n"
-
-    subprocess.run(["bash", str(ROOT / "uninstall.sh"), "--destdir", str(destdir)], check=True, capture_output=True)
-
-    assert sorted(p.name for p in (destdir / "opt/bookhelper-etl").iterdir()) == [".env"]
-    assert list((destdir / "etc/systemd/system").iterdir()) == []
-    assert not (destdir / "etc/logrotate.d/bookhelper-etl").exists()
-    assert (destdir / "var/log/bookhelper-etl").is_dir()
-
-
-def verify_units(directory):
-    result = subprocess.run(["systemd-analyze", "verify", *[str(directory / u) for u in UNITS]],
-                            capture_output=True, text=True, cwd=directory)
-    return (result.stdout + result.stderr).strip()
-
-
-@needs_root
-def test_the_installed_units_pass_systemd_analyze_verify_silently(installed, tmp_path):
-    app = installed / "opt/bookhelper-etl"
-    for unit in UNITS:  # a copy whose ExecStart points at the binary actually installed
-        text = (installed / "etc/systemd/system" / unit).read_text()
-        (tmp_path / unit).write_text(text.replace("/opt/bookhelper-etl/venv/bin/python", str(app / "venv/bin/python")))
-
-    assert verify_units(tmp_path) == ""
-
-    broken = tmp_path / "bookhelper-etl.service"
-    broken.write_text(broken.read_text().replace("Nice=10", "Nicety=10"))
-    assert "Nicety" in verify_units(tmp_path)
-
-
-@needs_root
-def test_the_logrotate_config_parses_and_rotates_without_copytruncate(installed):
-    config = installed / "etc/logrotate.d/bookhelper-etl"
-    text = config.read_text()
-    for directive in ("daily", "rotate 7", "maxsize 10M", "compress", "delaycompress", "missingok",
-                      "notifempty", f"su {JOB_USER} {JOB_USER}", f"create 0640 {JOB_USER} {JOB_USER}"):
-        assert re.search(rf"^\s+{directive}$", text, re.MULTILINE), directive
-    assert "copytruncate" not in text.replace("No copytruncate", "")
-
-    result = subprocess.run(["logrotate", "-d", "-s", "/dev/null", str(config)], capture_output=True, text=True)
-
-    assert result.returncode == 0, result.stderr
-    assert "error" not in result.stderr.lower()
 
 
 def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):

@@ -38,3 +38,24 @@ def book_seconds(url):
                GROUP BY 1""",
         )
     )
+
+
+# What one fresh load of the final inputs must reproduce. The device that first reported a row or a
+# session is history ("best known"), so it is left out.
+READING_QUERIES = {
+    "books": STATE_QUERIES["books"],
+    "book_authors": STATE_QUERIES["book_authors"],
+    "page_views": """
+        SELECT b.book_key, p.page, p.start_epoch, p.duration, p.total_pages
+        FROM page_views p JOIN books b USING (book_id) ORDER BY 1, 2, 3""",
+    "reading_sessions": """
+        SELECT b.book_key, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read,
+               s.start_page, s.end_page, s.total_pages, s.media_type, s.data_source, s.read_instance_id, s.read_number
+        FROM reading_sessions s JOIN books b USING (book_id) ORDER BY 1, 2""",
+    "reading_timeline": "SELECT day, reading_seconds, books, page_views FROM reading_timeline ORDER BY day",
+}
+
+
+def reading_state(url):
+    """The reading data of the warehouse: books, page views, sessions and per-day sums, as whole rows."""
+    return {table: query(url, sql) for table, sql in READING_QUERIES.items()}

@@ -1,0 +1,677 @@
+"""The reading report (bookhelper_report.py): exact figures, read-only, self-contained, seen by a real browser."""
+
+import base64
+import datetime
+import json
+import os
+import random
+import re
+import select
+import shutil
+import stat
+import subprocess
+import tempfile
+import time
+import uuid
+import zoneinfo
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+import pytest
+from conftest import query
+from generator import TITLES, Book, make_books, simulate_reading, write_statistics_file
+from pgtools import upstream_address
+from psycopg2 import sql
+from warehouse import warehouse_state
+
+import bookhelper_report as report
+from benchmarks.latency_proxy import LatencyProxy
+
+BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
+HOSTILE_TITLE = 'Midnight </script><script>alert("x")</script> & <Friends>'
+
+
+def utc(*args):
+    return int(datetime.datetime(*args, tzinfo=datetime.timezone.utc).timestamp())
+
+
+# Rows whose local day is not their UTC day, around both of 2026's clock changes in Berlin, and a
+# sitting across local midnight.
+NIGHT_ROWS = [
+    (90, 1, utc(2026, 3, 28, 23, 10), 600, 300),   # 00:10 CET, 29 March (28 March in UTC)
+    (90, 2, utc(2026, 3, 29, 0, 50), 600, 300),    # 01:50 CET; then the clocks jump from 02:00 to 03:00
+    (90, 3, utc(2026, 3, 29, 1, 5), 600, 300),     # 03:05 CEST
+    (90, 4, utc(2026, 10, 24, 22, 40), 600, 300),  # 00:40 CEST, 25 October (24 October in UTC)
+    (90, 5, utc(2026, 10, 25, 0, 30), 600, 300),   # 02:30 CEST, the first time
+    (90, 6, utc(2026, 10, 25, 1, 30), 600, 300),   # 02:30 CET, the second time
+    (90, 7, utc(2026, 6, 10, 21, 50), 600, 300),   # 23:50 CEST, 10 June ...
+    (90, 8, utc(2026, 6, 10, 22, 1), 300, 300),    # ... 00:01 CEST, 11 June: the same session
+]
+
+
+@pytest.fixture
+def berlin_history(tmp_path, etl):
+    """Eight months of reading in Berlin loaded into this test's warehouse; returns the page rows."""
+    rng = random.Random(13)
+    books = make_books(12, rng)
+    rows = simulate_reading(books, 250, rng, start_epoch=utc(2026, 3, 1))
+    books.append(Book(90, HOSTILE_TITLE, "Nyx\nEos", 300, "d" * 32))
+    rows += NIGHT_ROWS
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", books, rows)
+    result = etl(stats, ETL_TIMEZONE="Europe/Berlin")
+    assert result.returncode == 0, result.stderr
+    return rows
+
+
+def local_days(rows):
+    """Reading seconds per Berlin calendar day, from the page rows, by Python's own zone rules."""
+    days = Counter()
+    for _book, _page, start, duration, _total in rows:
+        days[datetime.datetime.fromtimestamp(start, BERLIN).date().isoformat()] += duration
+    return dict(days)
+
+
+def fetch(url):
+    conn = psycopg2.connect(url)
+    try:
+        return report.fetch_report_data(conn)
+    finally:
+        conn.close()
+
+
+def write(url, path):
+    conn = psycopg2.connect(url)
+    try:
+        return report.write_report(conn, path)
+    finally:
+        conn.close()
+
+
+def embedded_data(page: str) -> dict:
+    found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    return json.loads(found.group(1))
+
+
+# --------------------------------------------------------------------------------------
+# The figures
+# --------------------------------------------------------------------------------------
+
+def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berlin_history, database_url):
+    data = fetch(database_url)
+
+    days = local_days(berlin_history)
+    assert data["state"] == "ok" and data["timezone"] == "Europe/Berlin"
+    assert data["reading_seconds_by_day"] == days
+    assert days["2026-03-29"] >= 1800 and days["2026-10-25"] >= 1800  # the nights of the clock changes
+    assert days["2026-06-11"] >= 300  # the sitting across midnight counts on both days
+    book_total = query(database_url, "SELECT sum(reading_seconds)::bigint FROM book_stats")[0][0]
+    assert sum(days.values()) == book_total == sum(r[3] for r in berlin_history)
+    assert sum(b["reading_seconds"] for b in data["books"]) == book_total
+
+    sessions, books, pages = query(
+        database_url, "SELECT count(*), count(DISTINCT book_id), sum(pages_read)::bigint FROM reading_sessions")[0]
+    assert data["totals"] == {
+        "reading_seconds": book_total, "books": books, "sessions": sessions, "pages_read": pages,
+        "days_read": len(days), "first_day": min(days), "last_day": max(days),
+    }
+
+    stored = query(database_url, """
+        SELECT b.book_id, b.title, b.authors, b.series, b.sessions, b.reading_seconds, b.first_read_at,
+               b.last_read_at, b.reads, coalesce((SELECT sum(pages_read) FROM reading_sessions s
+                                                  WHERE s.book_id = b.book_id), 0)
+        FROM book_stats b ORDER BY b.reading_seconds DESC, b.title, b.book_id""")
+    shown = [(b["book_id"], b["title"], b["authors"], b["series"], b["sessions"], b["reading_seconds"],
+              datetime.datetime.fromisoformat(b["first_read_at"]), datetime.datetime.fromisoformat(b["last_read_at"]),
+              b["reads"], b["pages_read"]) for b in data["books"]]
+    assert shown == stored
+    first_read = datetime.datetime.fromisoformat(data["books"][0]["first_read_at"])
+    assert first_read.utcoffset() == first_read.astimezone(BERLIN).utcoffset()  # written on the reader's clock
+
+    session_rows = query(database_url, "SELECT book_id, start_time, duration_seconds, pages_read FROM reading_sessions")
+    grid = [[0] * 24 for _ in range(7)]
+    by_year = {}
+    for book_id, start, seconds, pages_read in session_rows:
+        local = start.astimezone(BERLIN)
+        grid[local.isoweekday() - 1][local.hour] += seconds
+        year = by_year.setdefault(local.year, {"sessions": 0, "books": set(), "pages_read": 0})
+        year["sessions"] += 1
+        year["books"].add(book_id)
+        year["pages_read"] += pages_read
+    assert data["weekday_hour_seconds"] == grid
+    assert data["years"] == [
+        {"year": 2026, "reading_seconds": book_total, "days_read": len(days), "first_day": min(days),
+         "last_day": max(days), "sessions": by_year[2026]["sessions"], "books": len(by_year[2026]["books"]),
+         "pages_read": by_year[2026]["pages_read"]},
+    ]
+    assert data["authors"] == [
+        {"name": name, "books": books, "reading_seconds": seconds} for name, books, seconds in query(
+            database_url, "SELECT name, books, reading_seconds FROM author_analytics WHERE reading_seconds > 0 "
+                          "ORDER BY reading_seconds DESC, name LIMIT 10")
+    ]
+    assert data["streaks"]["longest"] == longest_run(days)
+    assert data["finished_by_year"] is None
+
+
+def longest_run(days):
+    """The longest run of consecutive days (the latest of equals), as the report gives it."""
+    ordered = sorted(datetime.date.fromisoformat(day) for day in days)
+    best, start = None, ordered[0]
+    for previous, day in zip(ordered, ordered[1:] + [None]):
+        if day is None or (day - previous).days != 1:
+            run = {"first_day": start.isoformat(), "last_day": previous.isoformat(),
+                   "days": (previous - start).days + 1}
+            if best is None or run["days"] >= best["days"]:
+                best = run
+            start = day
+    return best
+
+
+def test_the_current_streak_ends_today_or_yesterday_on_the_readers_clock(tmp_path, etl, database_url):
+    today = datetime.datetime.now(BERLIN).date()
+    noon = [datetime.datetime.combine(today - datetime.timedelta(days=back), datetime.time(9), BERLIN)
+            for back in (1, 2, 3, 10, 11, 12, 13, 14)]  # yesterday and two days before; five days a week earlier
+    rows = [(1, page, int(moment.timestamp()), 300, 100) for page, moment in enumerate(noon, 1)]
+    stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "John Williams", 100, "e" * 32)], rows)
+    assert etl(stats, ETL_TIMEZONE="Europe/Berlin").returncode == 0
+
+    data = fetch(database_url)
+
+    assert data["today"] == today.isoformat()
+    assert data["streaks"]["current"] == {
+        "first_day": (today - datetime.timedelta(days=3)).isoformat(),
+        "last_day": (today - datetime.timedelta(days=1)).isoformat(), "days": 3}
+    assert data["streaks"]["longest"] == {
+        "first_day": (today - datetime.timedelta(days=14)).isoformat(),
+        "last_day": (today - datetime.timedelta(days=10)).isoformat(), "days": 5}
+
+
+def test_sidecar_columns_and_finished_books_appear_when_the_warehouse_has_them(berlin_history, database_url, tmp_path):
+    plain = (tmp_path / "plain.html")
+    write(database_url, plain)
+    assert "<th>Status</th>" not in plain.read_text() and "sidecar files are loaded" in plain.read_text()
+    # The columns that the sidecar and Calibre issues add to book_stats, and their finished_books view.
+    query(database_url, "ALTER VIEW book_stats RENAME TO book_stats_koreader")
+    query(database_url, """
+        CREATE VIEW book_stats AS
+        SELECT k.*, CASE WHEN k.reads > 1 THEN 'complete' ELSE 'reading' END AS status, 4 AS rating,
+               7 AS highlights, ARRAY['sf', 'classic'] AS tags
+        FROM book_stats_koreader k""")
+    query(database_url, """
+        CREATE VIEW finished_books AS
+        SELECT book_id, min(end_time) AS finished_at FROM reading_sessions WHERE read_number = 2 GROUP BY book_id""")
+    path = tmp_path / "sidecars.html"
+
+    write(database_url, path)
+
+    page = path.read_text()
+    data = embedded_data(page)
+    assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th><th>Tags</th></tr>", page)
+    assert "<th>Publisher</th>" not in page
+    assert "<td>sf, classic<" in page
+    assert {b["status"] for b in data["books"]} == {"complete", "reading"}
+    finished = query(database_url, "SELECT extract(year FROM finished_at AT TIME ZONE 'Europe/Berlin')::int, "
+                                   "count(*)::int FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
+    assert finished and data["finished_by_year"] == [{"year": year, "books": books} for year, books in finished]
+    assert '<th class="n">Finished</th>' in page and "Books finished per year" in page
+    assert page_problems(page) == []
+
+
+# --------------------------------------------------------------------------------------
+# Reading only, in two round trips
+# --------------------------------------------------------------------------------------
+
+def table_rows(url):
+    tables = [name for (name,) in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    return {name: query(url, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))[0][0]
+            for name in tables}
+
+
+def test_the_report_only_reads_and_works_for_a_role_that_may_only_read(berlin_history, database_url, tmp_path):
+    before = warehouse_state(database_url), table_rows(database_url)
+    role = f"report_reader_{uuid.uuid4().hex[:8]}"
+    ident = sql.Identifier(role)
+    for statement in (sql.SQL("CREATE ROLE {} LOGIN").format(ident),
+                      sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident),
+                      sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident)):
+        query(database_url, statement)
+    try:
+        conn = psycopg2.connect(f"{database_url} user={role} options='-c default_transaction_read_only=on'")
+        try:
+            summary = report.write_report(conn, tmp_path / "report.html")
+            assert conn.autocommit is False  # left as it was, and idle
+            assert conn.info.transaction_status == psycopg2.extensions.TRANSACTION_STATUS_IDLE
+        finally:
+            conn.close()
+    finally:
+        query(database_url, sql.SQL("DROP OWNED BY {}").format(ident))
+        query(database_url, sql.SQL("DROP ROLE {}").format(ident))
+
+    assert summary["state"] == "ok" and summary["books"] == 13
+    assert (warehouse_state(database_url), table_rows(database_url)) == before
+
+
+def report_round_trips(url):
+    """(state, round trips) of fetch_report_data on an open connection, counted by a loopback proxy."""
+    _family, address = upstream_address(url)
+    if isinstance(address, tuple) and address[0] == "localhost":
+        address = ("127.0.0.1", address[1])
+    proxy = LatencyProxy(address, delay=0, max_seconds=120).start()
+    params = psycopg2.extensions.parse_dsn(url)
+    try:
+        conn = psycopg2.connect(host="127.0.0.1", port=proxy.port, dbname=params["dbname"],
+                                user=params.get("user", "postgres"), password=params.get("password"))
+        try:
+            proxy.reset()
+            state = report.fetch_report_data(conn)["state"]
+            return state, proxy.reset()
+        finally:
+            conn.close()
+    finally:
+        proxy.stop()
+
+
+def test_the_report_reads_in_two_round_trips_however_large_the_history(berlin_history, database_url):
+    # The catalog probe, then the data in one transaction (connecting takes one to three more).
+    assert report_round_trips(database_url) == ("ok", 2)
+
+
+def test_a_database_without_the_warehouse_takes_one_round_trip(database_url):
+    assert report_round_trips(database_url) == ("no warehouse", 1)
+
+
+def test_the_report_reads_in_a_read_only_transaction(berlin_history, database_url):
+    # A view that writes when it is read: in a read-only transaction the server refuses the write.
+    query(database_url, "CREATE TABLE book_reads_logged (book_id integer)")
+    query(database_url, """
+        CREATE FUNCTION log_read(id integer) RETURNS integer LANGUAGE sql VOLATILE
+        AS 'INSERT INTO book_reads_logged VALUES (id) RETURNING id'""")
+    query(database_url, "ALTER VIEW book_stats RENAME TO book_stats_koreader")
+    query(database_url, "CREATE VIEW book_stats AS SELECT k.*, log_read(k.book_id) AS logged "
+                        "FROM book_stats_koreader k")
+
+    with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
+        fetch(database_url)
+
+    assert query(database_url, "SELECT count(*) FROM book_reads_logged") == [(0,)]
+
+
+# --------------------------------------------------------------------------------------
+# The page
+# --------------------------------------------------------------------------------------
+
+VOID_ELEMENTS = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+URL_ATTRIBUTES = {"src", "href", "xlink:href", "srcset", "action", "formaction", "poster", "data", "background"}
+REMOTE_MARKERS = ("http:", "https:", "//")
+# End tags that HTML lets a page leave out: a cell ends where the next cell or row starts, a row where the
+# next row starts, and both where their table section ends.
+IMPLIED_BY_START = {"td": {"td", "th"}, "th": {"td", "th"}, "tr": {"td", "th", "tr"}}
+IMPLIED_BY_END = {"tr": {"td", "th"}, "thead": {"td", "th", "tr"}, "tbody": {"td", "th", "tr"},
+                  "table": {"td", "th", "tr"}}
+
+
+class PageCheck(HTMLParser):
+    """Structural checks of a page and of everything in it that could make a request."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.problems, self.open, self.elements, self.ids = [], [], Counter(), Counter()
+        self.doctype = False
+        self.charset = self.viewport = False
+
+    def handle_decl(self, decl):
+        self.doctype = decl.lower() == "doctype html"
+
+    def handle_starttag(self, tag, attrs):
+        self._element(tag, attrs)
+        if tag in IMPLIED_BY_START:
+            self._close_implied(IMPLIED_BY_START[tag])
+        if tag not in VOID_ELEMENTS:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag, attrs):  # SVG's self-closing elements, <line/>
+        self._element(tag, attrs)
+
+    def handle_endtag(self, tag):
+        if tag in IMPLIED_BY_END:
+            self._close_implied(IMPLIED_BY_END[tag])
+        if self.open and self.open[-1] == tag:
+            self.open.pop()
+        else:
+            self.problems.append(f"</{tag}> closes <{self.open[-1] if self.open else 'nothing'}>")
+
+    def _close_implied(self, tags):
+        while self.open and self.open[-1] in tags:
+            self.open.pop()
+
+    def handle_data(self, data):
+        if self.open and self.open[-1] == "style":
+            self._css(data)
+
+    def _element(self, tag, attrs):
+        self.elements["svg " + tag if "svg" in self.open else tag] += 1  # an SVG <title> titles a mark
+        attributes = dict(attrs)
+        for name, value in attrs:
+            value = value or ""
+            if name in URL_ATTRIBUTES and (any(m in value.lower() for m in REMOTE_MARKERS) or
+                                           not value.startswith("#")):
+                self.problems.append(f"<{tag} {name}={value!r}> loads something")
+            if name == "style":
+                self._css(value)
+            if name == "id":
+                self.ids[value] += 1
+        if tag == "meta":
+            self.charset |= (attributes.get("charset") or "").lower() == "utf-8"
+            self.viewport |= attributes.get("name") == "viewport" and "width=device-width" in attributes["content"]
+        if tag == "script" and attributes.get("type") != "application/json":
+            self.problems.append("a script that runs")
+        if tag in ("link", "iframe", "object", "embed", "img", "base"):
+            self.problems.append(f"a <{tag}> element")
+
+    def _css(self, text):
+        for found in re.findall(r"url\(([^)]*)\)|@import", text):
+            self.problems.append(f"CSS loads something: url({found})")
+
+    def finish(self):
+        self.close()
+        problems = list(self.problems)
+        problems += [f"<{tag}> never closed" for tag in self.open]
+        problems += [f"{n} <{tag}> elements" for tag in ("html", "head", "body", "title", "main")
+                     if (n := self.elements[tag]) != 1]
+        problems += [f"id {name!r} used {n} times" for name, n in self.ids.items() if n > 1]
+        if not self.doctype:
+            problems.append("no <!DOCTYPE html>")
+        if not self.charset:
+            problems.append('no <meta charset="utf-8">')
+        if not self.viewport:
+            problems.append("no viewport <meta>")
+        return problems
+
+
+def page_problems(page: str) -> list:
+    check = PageCheck()
+    check.feed(page)
+    return check.finish()
+
+
+def test_the_page_is_valid_self_contained_and_keeps_hostile_text_as_text(berlin_history, database_url, tmp_path):
+    path = tmp_path / "report.html"
+
+    summary = write(database_url, path)
+
+    page = path.read_text(encoding="utf-8")
+    assert page_problems(page) == []
+    assert page.count("<script") == 1 and page.count("</script>") == 1  # the title did not break out
+    assert html_escaped(HOSTILE_TITLE) in page
+    data = embedded_data(page)
+    assert HOSTILE_TITLE in [book["title"] for book in data["books"]]
+    assert data == {**fetch(database_url), "generated_at": data["generated_at"]}
+    assert summary == {"path": str(path), "state": "ok", "books": 13, "days": len(data["reading_seconds_by_day"]),
+                       "bytes": path.stat().st_size}
+
+
+def html_escaped(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ('<p class="sub">', '<img src="https://example.org/cover.png"><p class="sub">'),
+    ("<style>", "<style>body{background:url(//example.org/paper.png)}"),
+    ('<h1>Reading report</h1>', '<h1>Reading report</h1><a href="other.html">more</a>'),
+    ("<main>", '<main><script src="chart.js"></script>'),
+    ("</h1>", "</h2>"),
+    ('<meta charset="utf-8">', ""),
+])
+def test_the_page_check_finds_what_would_break_the_page(change, problem):
+    page = report.render_report(report.no_warehouse_data(), datetime.datetime(2026, 11, 24, 2, 0))
+    assert page_problems(page) == []
+    assert change in page
+    assert page_problems(page.replace(change, problem, 1)) != []
+
+
+@pytest.mark.parametrize("tables", [False, True])
+def test_an_empty_warehouse_gives_a_valid_page_that_says_so(tmp_path, etl, database_url, tables):
+    if tables:  # a load of a file that holds books but no page rows yet
+        stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "John Williams", 100, "e" * 32)], [])
+        assert etl(stats).returncode == 0
+    path = tmp_path / "report.html"
+
+    summary = write(database_url, path)
+
+    page = path.read_text()
+    assert page_problems(page) == []
+    expected = "holds no reading yet" if tables else "no bookhelper-etl tables yet"
+    assert expected in page and summary["state"] == ("empty" if tables else "no warehouse")
+    data = embedded_data(page)
+    assert data["totals"]["reading_seconds"] == 0 and data["reading_seconds_by_day"] == {}
+    assert data["books"] == ([] if not tables else [{
+        "book_id": data["books"][0]["book_id"], "title": "Stoner", "authors": "John Williams", "series": None,
+        "sessions": 0, "reading_seconds": 0, "first_read_at": None, "last_read_at": None, "reads": 0,
+        "pages_read": 0}])
+
+
+def test_the_report_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path, database_url):
+    site = tmp_path / "site"
+    site.mkdir()
+    target = site / "report.html"
+    target.write_text("yesterday's report")
+    target.chmod(0o600)
+    old_inode = target.stat().st_ino
+
+    summary = write(database_url, target)
+
+    assert target.stat().st_ino != old_inode  # renamed over the old one, never rewritten in place
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # a web server may read it
+    assert target.read_bytes().endswith(b"</html>\n") and summary["bytes"] == target.stat().st_size
+    assert sorted(p.name for p in site.iterdir()) == ["report.html"]
+    # A write that fails leaves what was there and no temporary file behind (here: a directory in the way).
+    blocked = site / "blocked.html"
+    blocked.mkdir()
+    with pytest.raises(IsADirectoryError):
+        write(database_url, blocked)
+    assert sorted(p.name for p in site.iterdir()) == ["blocked.html", "report.html"]
+    assert list(blocked.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# Twenty years, without a database
+# --------------------------------------------------------------------------------------
+
+def twenty_years(books=900, seed=5):
+    """Report data as fetch_report_data returns it: twenty years of reading every day, 900 books."""
+    rng = random.Random(seed)
+    today = datetime.date(2026, 11, 24)
+    first = today - datetime.timedelta(days=365 * 20)
+    days = {(first + datetime.timedelta(days=n)).isoformat(): rng.randint(300, 3 * 3600)
+            for n in range((today - first).days + 1)}
+    rows = []
+    for book_id in range(1, books + 1):
+        seconds = rng.randint(3600, 90 * 3600)
+        started = first + datetime.timedelta(days=rng.randint(0, 365 * 20 - 60))
+        rows.append({
+            "book_id": book_id, "title": f"{TITLES[book_id % len(TITLES)]} ({book_id}. Auflage)",
+            "authors": "Terry Pratchett; Neil Gaiman", "series": f"Cycle #{book_id % 7}" if book_id % 3 == 0 else None,
+            "sessions": rng.randint(5, 300), "reading_seconds": seconds,
+            "first_read_at": f"{started}T20:11:05+01:00",
+            "last_read_at": f"{started + datetime.timedelta(days=50)}T21:03:09+02:00",
+            "reads": rng.randint(1, 3), "pages_read": rng.randint(100, 4000),
+        })
+    rows.sort(key=lambda book: -book["reading_seconds"])
+    years = []
+    for year in range(today.year, first.year - 1, -1):
+        of_year = {day: s for day, s in days.items() if day.startswith(str(year))}
+        years.append({"year": year, "reading_seconds": sum(of_year.values()), "days_read": len(of_year),
+                      "first_day": min(of_year), "last_day": max(of_year), "sessions": 2400, "books": 45,
+                      "pages_read": 52000})
+    streak = {"first_day": first.isoformat(), "last_day": today.isoformat(), "days": len(days)}
+    return {
+        "format": report.REPORT_FORMAT, "state": "ok", "timezone": "Europe/Berlin", "today": today.isoformat(),
+        "devices": [{"name": "boox-palma-2", "timezone": "Europe/Berlin"}],
+        "totals": {"reading_seconds": sum(days.values()), "books": books, "sessions": 48000, "pages_read": 1040000,
+                   "days_read": len(days), "first_day": first.isoformat(), "last_day": today.isoformat()},
+        "years": years, "streaks": {"current": streak, "longest": streak}, "reading_seconds_by_day": days,
+        "weekday_hour_seconds": [[rng.randint(0, 90000) for _ in range(24)] for _ in range(7)], "books": rows,
+        "authors": [{"name": f"Author {n}", "books": 40, "reading_seconds": 100000 - n} for n in range(10)],
+        "finished_by_year": [{"year": year, "books": 30} for year in range(today.year, first.year - 1, -1)],
+    }
+
+
+def test_twenty_years_of_daily_reading_and_900_books_make_a_page_under_1_mb():
+    data = twenty_years()
+
+    page = report.render_report(data, datetime.datetime(2026, 11, 24, 23, 30, tzinfo=datetime.timezone.utc))
+
+    assert len(page.encode("utf-8")) < 1_000_000
+    assert page_problems(page) == []
+    assert embedded_data(page) == {**data, "generated_at": "2026-11-24T23:30:00+00:00"}
+    assert page.count('<table class="heat cal"') == 21  # one calendar per year, most recent first
+    assert page.index("Reading minutes per day in 2026") < page.index("Reading minutes per day in 2006")
+    assert page.count("<tr><td>") == 900  # every book
+    assert "generated 25 Nov 2026, 00:30" in page  # on the reader's clock
+
+
+# --------------------------------------------------------------------------------------
+# A real browser
+# --------------------------------------------------------------------------------------
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+class Browser:
+    """Headless Chromium driven through the DevTools protocol on a pipe (``--remote-debugging-pipe``)."""
+
+    def __init__(self, binary):
+        self.profile = tempfile.mkdtemp(prefix="bookhelper-chromium-")
+        commands, self._commands = os.pipe()
+        self._replies, replies = os.pipe()
+        # Chromium reads commands from fd 3 and answers on fd 4 (bash: dash takes one-digit fds only).
+        self.process = subprocess.Popen(
+            ["bash", "-c", 'exec "$@" 3<&"$COMMANDS" 4>&"$REPLIES"', "sh", binary, "--headless",
+             "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--disable-default-apps", "--hide-scrollbars",
+             "--remote-debugging-pipe", f"--user-data-dir={self.profile}", "about:blank"],
+            env={**os.environ, "COMMANDS": str(commands), "REPLIES": str(replies)}, pass_fds=(commands, replies),
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        os.close(commands)
+        os.close(replies)
+        self._buffer, self._last_id, self.events = b"", 0, []
+
+    def send(self, method, params=None, session=None, timeout=20):
+        self._last_id += 1
+        message = {"id": self._last_id, "method": method, "params": params or {}}
+        if session:
+            message["sessionId"] = session
+        os.write(self._commands, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._receive(deadline)
+            if reply.get("id") == self._last_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def _receive(self, deadline):
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._replies], [], [], left)[0]:
+                raise TimeoutError("Chromium did not answer")
+            chunk = os.read(self._replies, 1 << 20)
+            if not chunk:
+                raise EOFError("Chromium closed its pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def visit(self, path, width=1280, height=2000, scheme="light"):
+        """Open ``path`` in a fresh tab: what it requested, what went wrong, a screenshot and a few facts."""
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Network", "Runtime", "Log"):
+            self.send(f"{domain}.enable", session=session)
+        self.send("Emulation.setDeviceMetricsOverride",
+                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600}, session=session)
+        self.send("Emulation.setEmulatedMedia",
+                  {"features": [{"name": "prefers-color-scheme", "value": scheme}]}, session=session)
+        self.send("Page.navigate", {"url": Path(path).resolve().as_uri()}, session=session)
+        deadline = time.monotonic() + 20
+        while not any(e.get("method") == "Page.loadEventFired" and e.get("sessionId") == session for e in self.events):
+            self.events.append(self._receive(deadline))
+        facts = self.send("Runtime.evaluate", {"returnByValue": True, "expression": """({
+            background: getComputedStyle(document.body).backgroundColor,
+            pageWidth: document.documentElement.scrollWidth,
+            scripts: document.scripts.length,
+            readingSeconds: JSON.parse(document.getElementById('report-data').textContent).totals.reading_seconds,
+        })"""}, session=session)["result"]["value"]
+        png = base64.b64decode(self.send("Page.captureScreenshot", {"format": "png"}, session=session)["data"])
+        self.send("Target.closeTarget", {"targetId": target})
+        events = [e for e in self.events if e.get("sessionId") == session]
+        requests = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
+        errors = [e["params"] for e in events if
+                  (e["method"] == "Log.entryAdded" and e["params"]["entry"]["level"] in ("error", "warning"))
+                  or e["method"] in ("Runtime.exceptionThrown", "Network.loadingFailed")
+                  or (e["method"] == "Runtime.consoleAPICalled" and e["params"]["type"] in ("error", "warning"))]
+        return {"requests": requests, "errors": errors, "png": png, **facts}
+
+    def close(self):
+        try:
+            self.send("Browser.close", timeout=5)
+        except (OSError, TimeoutError, EOFError, RuntimeError):
+            self.process.kill()
+        self.process.wait(timeout=10)
+        os.close(self._commands)
+        os.close(self._replies)
+        shutil.rmtree(self.profile, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have Chromium for the report's browser test (.ci/run installs it)")
+        pytest.skip("no Chromium on this machine (apt-get install chromium)")
+    started = Browser(CHROMIUM)
+    yield started
+    started.close()
+
+
+def brightness(css_color):
+    red, green, blue = (int(n) for n in re.findall(r"\d+", css_color)[:3])
+    return (red + green + blue) / 3
+
+
+def test_a_real_browser_renders_the_report_without_errors_or_requests(berlin_history, database_url, tmp_path, browser):
+    path = tmp_path / "report.html"
+    write(database_url, path)
+    total = embedded_data(path.read_text())["totals"]["reading_seconds"]
+
+    views = {"light": browser.visit(path), "dark": browser.visit(path, scheme="dark"),
+             "phone": browser.visit(path, width=390, height=1600)}
+
+    for name, view in views.items():
+        (tmp_path / f"report-{name}.png").write_bytes(view["png"])
+        assert view["requests"] == [path.resolve().as_uri()], name
+        assert view["errors"] == [], name
+        assert view["png"].startswith(b"\x89PNG") and len(view["png"]) > 20_000, name
+        assert view["scripts"] == 1 and view["readingSeconds"] == total, name
+    assert brightness(views["light"]["background"]) > 200 > 60 > brightness(views["dark"]["background"])
+    assert views["phone"]["pageWidth"] <= 390  # wide tables scroll inside the page, the page does not
+
+
+def test_the_browser_check_sees_requests_and_refusals(tmp_path, browser):
+    page = report.render_report(report.no_warehouse_data(), datetime.datetime(2026, 11, 24, 2, 0))
+    external = tmp_path / "external.html"
+    external.write_text('<!DOCTYPE html><title>x</title><img src="https://example.invalid/cover.png">'
+                        '<script type="application/json" id="report-data">{"totals":{}}</script>')
+    refused = tmp_path / "refused.html"
+    refused.write_text(page.replace("<main>", '<main><img src="https://example.invalid/cover.png">'))
+
+    loads, blocked = browser.visit(external), browser.visit(refused)
+
+    assert "https://example.invalid/cover.png" in loads["requests"]
+    assert "https://example.invalid/cover.png" in blocked["requests"]
+    assert blocked["errors"] != []  # the page's own policy refused the image, and the browser says so
