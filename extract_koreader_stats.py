@@ -12,6 +12,7 @@ load, report, ``main()``. See README.md for usage.
 """
 
 import argparse
+import base64
 import dataclasses
 import datetime
 import hashlib
@@ -24,11 +25,14 @@ import os
 import random
 import re
 import shutil
+import signal
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 import traceback
+import urllib.parse
 import urllib.request
 import uuid
 import warnings
@@ -38,10 +42,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import psycopg2
-import psycopg2.errors
-import psycopg2.extensions
-from dotenv import dotenv_values
+try:  # --help and --version work without the dependencies; a run names what is missing
+    import psycopg2
+    import psycopg2.errors
+    import psycopg2.extensions
+except ImportError:
+    psycopg2 = None
+try:
+    from dotenv import dotenv_values
+except ImportError:
+    dotenv_values = None
 
 __version__ = "2.0.0"
 
@@ -52,6 +62,8 @@ EXIT_NO_SOURCE = 66
 EXIT_INTERNAL = 70
 EXIT_TEMPORARY = 75
 EXIT_CONFIG = 78
+EXIT_STALE = 79
+EXIT_TERMINATED = 143
 
 EXIT_CODES_HELP = """exit codes:
   0   success (also a dry run)
@@ -60,7 +72,9 @@ EXIT_CODES_HELP = """exit codes:
   66  the statistics file is missing or unreadable
   70  internal error
   75  the database is unreachable after retries, or busy (temporary: try again later)
-  78  configuration error
+  78  configuration error (also: a missing Python package)
+  79  loaded, but the statistics file looks stale (ETL_STALE_AFTER_DAYS): check Syncthing
+  130 interrupted (Ctrl-C); 143 stopped by SIGTERM (systemctl stop, a timeout): nothing written
 """
 
 APPLICATION_NAME = "bookhelper-etl"
@@ -97,6 +111,23 @@ class ConfigError(EtlError):
     exit_code = EXIT_CONFIG
 
 
+class Terminated(EtlError):
+    """SIGTERM: systemd's stop or TimeoutStartSec. The run rolls back and cleans up."""
+
+    exit_code = EXIT_TERMINATED
+
+
+def require_dependencies() -> None:
+    """Name the missing package in one line, instead of a traceback at import."""
+    missing = [name for name, module in (("psycopg2-binary", psycopg2), ("python-dotenv", dotenv_values))
+               if module is None]
+    if missing:
+        raise ConfigError(
+            f"the Python package(s) {', '.join(missing)} are missing for {sys.executable}: run "
+            "pip install -r requirements.txt in the venv, or on an installed Pi use the bookhelper-etl command"
+        )
+
+
 # --------------------------------------------------------------------------------------
 # Logging
 # --------------------------------------------------------------------------------------
@@ -109,20 +140,26 @@ def component_logger(component: str) -> logging.Logger:
     return logging.getLogger(f"bookhelper.{component}")
 
 
+# Credentials where they occur: a URL's user:password@ and key/value password=... (libpq, NEON_PASSWORD).
+URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/@:]*:)[^\s/]*@")
+KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)", re.IGNORECASE)
+
+
+def mask_credentials(text: str) -> str:
+    """``text`` with every password in a URL or a ``password=`` pair replaced by ``***``."""
+    return KEYWORD_PASSWORD.sub(r"\1***", URL_PASSWORD.sub(r"\1***@", text))
+
+
 class RedactingFormatter(logging.Formatter):
-    """``[time] [LEVEL] [COMPONENT] message``, with every known secret masked, tracebacks too."""
+    """``[time] [LEVEL] [COMPONENT] message``, with credentials masked where they occur, tracebacks too."""
 
     def __init__(self, with_time: bool = True):
         fmt = "[%(asctime)s] " if with_time else ""
         super().__init__(fmt + "[%(levelname)s] [%(component)s] %(message)s", "%Y-%m-%d %H:%M:%S")
-        self.secrets: list[str] = []
 
     def format(self, record: logging.LogRecord) -> str:
         record.component = record.name.rsplit(".", 1)[-1].upper() if "." in record.name else "ETL"
-        text = super().format(record)
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        return mask_credentials(super().format(record))
 
 
 def talking_to_journald() -> bool:
@@ -136,8 +173,8 @@ def talking_to_journald() -> bool:
     return (info.st_dev, info.st_ino) == (device, inode)
 
 
-def setup_logging(verbosity: int) -> list[RedactingFormatter]:
-    """Log to stderr at the chosen verbosity. Returns the formatters, to register secrets on."""
+def setup_logging(verbosity: int) -> RedactingFormatter:
+    """Log to stderr at the chosen verbosity. Returns the formatter, for the log tail."""
     for handler in list(log.handlers):
         log.removeHandler(handler)
         handler.close()
@@ -148,22 +185,28 @@ def setup_logging(verbosity: int) -> list[RedactingFormatter]:
     formatter = RedactingFormatter(with_time=not talking_to_journald())
     handler.setFormatter(formatter)
     log.addHandler(handler)
-    return [formatter]
+    return formatter
 
 
-def add_log_file(path: Path, verbosity: int, formatters: list[RedactingFormatter]) -> None:
-    """Append to ``path`` too, through WatchedFileHandler so that logrotate can move the file."""
+def add_log_file(path: Path, origin: str, verbosity: int) -> None:
+    """Append to ``path`` too, through WatchedFileHandler so that logrotate can move the file.
+
+    A log file that cannot be opened never stops the load: the run warns on stderr (the journal),
+    naming where the path came from, and goes on. A new file is made 0640, as logrotate makes it.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640))
         handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot write the log file {path}: {exc.strerror}; check ETL_LOG_FILE") from None
+        component_logger("ETL").warning(
+            "cannot write the log file %s (%s, from %s); logging to stderr only. Check its owner: a run as root "
+            "may have created it", path, exc.strerror, origin,
+        )
+        return
     handler.setLevel(logging.DEBUG if verbosity > 0 else logging.INFO)
-    formatter = RedactingFormatter(with_time=True)
-    formatter.secrets = formatters[0].secrets
-    handler.setFormatter(formatter)
+    handler.setFormatter(RedactingFormatter(with_time=True))
     log.addHandler(handler)
-    formatters.append(formatter)
 
 
 # --------------------------------------------------------------------------------------
@@ -203,6 +246,9 @@ SETTINGS = (
     Setting("ETL_LOCK_WAIT_SECONDS", "120", "seconds to wait for another run to finish"),
     Setting("ETL_STATEMENT_TIMEOUT", "300", "seconds one SQL statement may take"),
     Setting("ETL_HEALTHCHECK_URL", None, "healthchecks.io-style URL to ping"),
+    Setting("ETL_HEALTHCHECK_TIMEOUT", "10", "seconds a healthcheck ping may take"),
+    Setting("ETL_STALE_AFTER_DAYS", "7", "warn (exit 79) when the file has no new reading for this long; 0: never"),
+    Setting("ETL_REPORT_FILE", None, "after a successful load, also write the HTML report here"),
 )
 SETTING_DEFAULTS = {s.env: s.default for s in SETTINGS}
 
@@ -221,6 +267,7 @@ class Config:
     gap_seconds: int
     dry_run: bool
     log_file: Optional[Path]
+    log_file_origin: str
     verbosity: int
     max_retries: int
     retry_max_seconds: float
@@ -228,6 +275,9 @@ class Config:
     lock_wait_seconds: int
     statement_timeout_seconds: int
     healthcheck_url: Optional[str]
+    healthcheck_timeout: int
+    stale_after_days: int
+    report_file: Optional[Path]
     env_file: Path
     env_file_loaded: bool
     run_id: str
@@ -248,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load KOReader reading statistics (statistics.sqlite3) into PostgreSQL.",
         epilog=EXIT_CODES_HELP
         + "\nsettings (environment or .env file; the command line wins, then the environment, then the file):\n"
-        + "\n".join(f"  {s.env:<23}{s.help}" + (f" [{s.default}]" if s.default else "") for s in SETTINGS),
+        + "\n".join(f"  {s.env:<25}{s.help}" + (f" [{s.default}]" if s.default else "") for s in SETTINGS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
@@ -266,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-file", metavar="PATH", help="settings file (default: .env next to this script)")
     parser.add_argument("--log-file", metavar="PATH", help="also append the log to this file (ETL_LOG_FILE)")
     parser.add_argument("--status", action="store_true", help="show the last runs and sync status, then exit")
+    parser.add_argument("--report", metavar="FILE", help="write the HTML report of the warehouse to FILE, then exit")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
@@ -322,14 +373,42 @@ def is_known_timezone(name: str) -> bool:
     return True
 
 
-def _int_setting(name: str, value: str, minimum: int) -> int:
+# PostgreSQL's timeouts are milliseconds in an integer: about 24.8 days.
+MAX_TIMEOUT_SECONDS = 2_147_483
+
+
+def _int_setting(name: str, value: str, minimum: int, maximum: int = MAX_TIMEOUT_SECONDS) -> int:
     try:
         number = int(value)
     except ValueError:
         raise ConfigError(f"{name}={value!r} is not a whole number") from None
     if number < minimum:
         raise ConfigError(f"{name}={number} must be at least {minimum}")
+    if number > maximum:
+        raise ConfigError(f"{name}={number} must be at most {maximum}")
     return number
+
+
+def check_healthcheck_url(url: Optional[str]) -> Optional[str]:
+    """The healthcheck URL, refused at start-up (78) when no ping could ever be sent to it."""
+    if not url:
+        return None
+    problem = None
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if parts.scheme not in ("http", "https"):
+            problem = "it must start with http:// or https://"
+        elif not parts.hostname:
+            problem = "it names no host"
+        elif port == 0:
+            problem = "port 0"
+    if problem:
+        raise ConfigError(f"ETL_HEALTHCHECK_URL={mask_credentials(url)!r} is not a usable URL ({problem})")
+    return url
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -361,6 +440,13 @@ def load_config(args: argparse.Namespace) -> Config:
     if clock not in (None, "utc", "local"):
         raise ConfigError(f"ETL_DEVICE_CLOCK={clock!r} must be 'utc' or 'local'")
     log_file = setting("ETL_LOG_FILE", args.log_file)
+    if args.log_file:
+        log_origin = "--log-file"
+    elif os.environ.get("ETL_LOG_FILE"):
+        log_origin = "ETL_LOG_FILE in the environment"
+    else:
+        log_origin = f"ETL_LOG_FILE in {env_file}"
+    report_file = setting("ETL_REPORT_FILE")
     return Config(
         stats_db=Path(setting("KOREADER_STATS_DB", args.stats_db)).expanduser(),
         database_url=setting("DATABASE_URL", args.database_url),
@@ -369,16 +455,20 @@ def load_config(args: argparse.Namespace) -> Config:
         timezone=timezone,
         device_clock=clock,
         default_timezone=local_timezone_name(),
-        gap_seconds=60 * _int_setting("ETL_GAP_MINUTES", setting("ETL_GAP_MINUTES", args.gap_minutes), 1),
+        gap_seconds=60 * _int_setting("ETL_GAP_MINUTES", setting("ETL_GAP_MINUTES", args.gap_minutes), 1, 10080),
         dry_run=args.dry_run,
         log_file=Path(log_file).expanduser() if log_file else None,
+        log_file_origin=log_origin,
         verbosity=1 if args.verbose else -1 if args.quiet else 0,
-        max_retries=_int_setting("ETL_MAX_RETRIES", setting("ETL_MAX_RETRIES"), 0),
+        max_retries=_int_setting("ETL_MAX_RETRIES", setting("ETL_MAX_RETRIES"), 0, 100),
         retry_max_seconds=float(_int_setting("ETL_RETRY_MAX_SECONDS", setting("ETL_RETRY_MAX_SECONDS"), 0)),
-        connect_timeout=_int_setting("ETL_CONNECT_TIMEOUT", setting("ETL_CONNECT_TIMEOUT"), 1),
+        connect_timeout=_int_setting("ETL_CONNECT_TIMEOUT", setting("ETL_CONNECT_TIMEOUT"), 1, 3600),
         lock_wait_seconds=_int_setting("ETL_LOCK_WAIT_SECONDS", setting("ETL_LOCK_WAIT_SECONDS"), 0),
         statement_timeout_seconds=_int_setting("ETL_STATEMENT_TIMEOUT", setting("ETL_STATEMENT_TIMEOUT"), 1),
-        healthcheck_url=setting("ETL_HEALTHCHECK_URL"),
+        healthcheck_url=check_healthcheck_url(setting("ETL_HEALTHCHECK_URL")),
+        healthcheck_timeout=_int_setting("ETL_HEALTHCHECK_TIMEOUT", setting("ETL_HEALTHCHECK_TIMEOUT"), 1, 300),
+        stale_after_days=_int_setting("ETL_STALE_AFTER_DAYS", setting("ETL_STALE_AFTER_DAYS"), 0, 36500),
+        report_file=Path(report_file).expanduser() if report_file else None,
         env_file=env_file,
         env_file_loaded=loaded,
         run_id=str(uuid.uuid4()),
@@ -392,7 +482,6 @@ class DatabaseTarget:
 
     params: dict[str, str]
     description: str
-    secrets: list[str]
     embedded_dir: Optional[Path] = None
 
 
@@ -402,6 +491,13 @@ LOCAL_HOSTS = ("localhost", "::1", "")
 def is_local_host(host: str) -> bool:
     """A Unix socket, localhost or the loopback range: TLS is not required there."""
     return all(h.startswith("/") or h in LOCAL_HOSTS or h.startswith("127.") for h in host.split(","))
+
+
+def check_ports(ports: Optional[str]) -> None:
+    """A port outside 1-65535 is a configuration error, not a network to wait for."""
+    for port in (ports or "").split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ConfigError(f"the database port {port!r} is not a port (1-65535); check DATABASE_URL or NEON_PORT")
 
 
 def default_embedded_dir() -> Path:
@@ -414,7 +510,7 @@ def resolve_database_target(config: Config) -> Optional[DatabaseTarget]:
     url = (config.database_url or "").strip()
     if url == "embedded" or url.startswith("embedded:"):
         directory = Path(url[len("embedded:"):]).expanduser() if ":" in url else default_embedded_dir()
-        return DatabaseTarget({}, f"embedded PostgreSQL in {directory}", [], embedded_dir=directory.resolve())
+        return DatabaseTarget({}, f"embedded PostgreSQL in {directory}", embedded_dir=directory.resolve())
     if url:
         try:
             params = psycopg2.extensions.parse_dsn(url)
@@ -422,7 +518,6 @@ def resolve_database_target(config: Config) -> Optional[DatabaseTarget]:
             raise ConfigError(
                 "DATABASE_URL is not a valid PostgreSQL connection string; expected postgresql://user:password@host/db"
             ) from None
-        secrets = [url]
     elif config.neon["host"]:
         missing = [f"NEON_{k.upper()}" for k in ("user", "password", "database") if not config.neon[k]]
         if missing:
@@ -434,12 +529,9 @@ def resolve_database_target(config: Config) -> Optional[DatabaseTarget]:
             "password": config.neon["password"],
             "dbname": config.neon["database"],
         }
-        secrets = []
     else:
         return None
-    password = params.get("password")
-    if password:
-        secrets += [password, urllib.request.quote(password, safe="")]
+    check_ports(params.get("port"))
     host = params.get("host") or params.get("hostaddr") or os.environ.get("PGHOST", "")
     if not is_local_host(host):
         mode = params.get("sslmode")
@@ -455,7 +547,7 @@ def resolve_database_target(config: Config) -> Optional[DatabaseTarget]:
     )
     if params.get("sslmode"):
         description += f" (sslmode={params['sslmode']})"
-    return DatabaseTarget(params, description, [s for s in secrets if s])
+    return DatabaseTarget(params, description)
 
 
 # --------------------------------------------------------------------------------------
@@ -1059,7 +1151,10 @@ CREATE TABLE IF NOT EXISTS etl_runs (
     sessions_unchanged integer,
     sessions_removed   integer,
     error_message      text,
-    script_version     text NOT NULL
+    script_version     text NOT NULL,
+    exit_code          integer,
+    source_newest_at   timestamptz,
+    source_modified_at timestamptz
 );
 CREATE TABLE IF NOT EXISTS sync_status (
     source             text NOT NULL,
@@ -1074,6 +1169,9 @@ CREATE TABLE IF NOT EXISTS sync_status (
     sessions_inserted  integer,
     sessions_updated   integer,
     sessions_unchanged integer,
+    last_exit_code     integer,
+    source_newest_at   timestamptz,
+    source_modified_at timestamptz,
     PRIMARY KEY (source, device)
 );
 
@@ -1172,6 +1270,10 @@ ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
 ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
 ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
 ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
+ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer, ADD COLUMN IF NOT EXISTS source_newest_at timestamptz,
+    ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
+ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_exit_code integer,
+    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
 CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
 SELECT DISTINCT ON (book_id, page, raw_epoch) book_id, page, raw_epoch, duration, total_pages, device_id
 FROM (SELECT p.*, extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)
@@ -1192,10 +1294,15 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 BEGIN_SQL = """
 BEGIN;
 SELECT set_config('statement_timeout', %(statement_timeout)s, true);
+SELECT set_config('lock_timeout', %(statement_timeout)s, true);
+SELECT to_regclass('schema_meta') IS NOT NULL, pg_try_advisory_xact_lock(%(lock_key)s);
+"""
+
+# Only when another run holds the lock (lock_timeout = 0 would mean "no limit", so 0 never gets here).
+WAIT_FOR_LOCK_SQL = """
 SELECT set_config('lock_timeout', %(lock_wait)s, true);
 SELECT pg_advisory_xact_lock(%(lock_key)s);
 SELECT set_config('lock_timeout', %(statement_timeout)s, true);
-SELECT to_regclass('schema_meta') IS NOT NULL;
 """
 
 DEVICE_SQL = """
@@ -1455,23 +1562,29 @@ RUN_RECORD_SQL = """
 INSERT INTO etl_runs (run_uuid, started_at, finished_at, status, device, source_file, rows_read, rows_skipped,
                       skipped_by_reason, books_changed, books_inserted, books_updated, page_rows_sent,
                       page_rows_inserted, page_rows_updated, sessions_inserted, sessions_updated,
-                      sessions_unchanged, sessions_removed, error_message, script_version)
+                      sessions_unchanged, sessions_removed, error_message, script_version, exit_code,
+                      source_newest_at, source_modified_at)
 VALUES (%(run_uuid)s, to_timestamp(%(started_at)s), clock_timestamp(), %(status)s, %(device)s, %(source_file)s,
         %(rows_read)s, %(rows_skipped)s, %(skipped_by_reason)s, %(books_changed)s, %(books_inserted)s,
         %(books_updated)s, %(page_rows_sent)s, %(page_rows_inserted)s, %(page_rows_updated)s,
         %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(sessions_removed)s,
-        %(error_message)s, %(script_version)s);
+        %(error_message)s, %(script_version)s, %(exit_code)s, to_timestamp(%(source_newest)s),
+        to_timestamp(%(source_modified)s));
 INSERT INTO sync_status AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
-                              rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged)
-VALUES ('koreader', %(device)s, CASE WHEN %(status)s = 'success' THEN clock_timestamp() END, clock_timestamp(),
-        %(status)s, %(error_message)s, %(rows_read)s, %(rows_skipped)s, %(books_changed)s,
-        %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s)
+                              rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged,
+                              last_exit_code, source_newest_at, source_modified_at)
+VALUES ('koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale') THEN clock_timestamp() END,
+        clock_timestamp(), %(status)s, %(error_message)s, %(rows_read)s, %(rows_skipped)s, %(books_changed)s,
+        %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(exit_code)s,
+        to_timestamp(%(source_newest)s), to_timestamp(%(source_modified)s))
 ON CONFLICT (source, device) DO UPDATE
 SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), last_run_at = EXCLUDED.last_run_at,
     last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error, rows_read = EXCLUDED.rows_read,
     rows_skipped = EXCLUDED.rows_skipped, books_changed = EXCLUDED.books_changed,
     sessions_inserted = EXCLUDED.sessions_inserted, sessions_updated = EXCLUDED.sessions_updated,
-    sessions_unchanged = EXCLUDED.sessions_unchanged;
+    sessions_unchanged = EXCLUDED.sessions_unchanged, last_exit_code = EXCLUDED.last_exit_code,
+    source_newest_at = coalesce(EXCLUDED.source_newest_at, s.source_newest_at),
+    source_modified_at = coalesce(EXCLUDED.source_modified_at, s.source_modified_at);
 """
 
 
@@ -1485,6 +1598,14 @@ class Source:
     books: dict[str, Book]
     census: Census
     ids_of_key: dict[str, list[int]]
+    modified_at: float
+    stale_warning: Optional[str] = None
+
+    @property
+    def newest_start(self) -> Optional[int]:
+        """The latest start_time of the file's valid-looking rows (what Syncthing last brought)."""
+        starts = [fp.last_start for fp in self.census.fingerprints.values() if fp.row_count]
+        return max(starts) if starts else None
 
 
 @dataclass
@@ -1568,7 +1689,7 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def explain_database_error(exc: psycopg2.Error, target: DatabaseTarget) -> EtlError:
+def explain_database_error(exc: "psycopg2.Error", target: DatabaseTarget) -> EtlError:
     """Turn a database error that retries cannot cure into a one-line error with its exit code."""
     code = exc.pgcode or ""
     detail = first_line(exc)
@@ -1629,6 +1750,8 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
         conn = None
         try:
             conn = connect(target, config)
+            for watch in SIGTERM_WATCH:
+                watch.connection = conn
             return attempt_fn(conn)
         except psycopg2.Error as exc:
             if not is_transient(exc):
@@ -1646,6 +1769,8 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
             )
             time.sleep(delay)
         finally:
+            for watch in SIGTERM_WATCH:
+                watch.connection = None
             if conn is not None:
                 conn.close()
     raise AssertionError("unreachable")
@@ -1695,35 +1820,95 @@ def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], 
     return {key: (book_id, is_new, changed) for key, book_id, is_new, changed, _merges in rows}, merges
 
 
-class ChunkReader:
-    """A file-like view of text chunks, as ``copy_expert`` reads it, in UTF-8 (the connection's encoding)."""
+class Progress:
+    """One updating line on a terminal while page rows are sent: never in the journal, a log file or a pipe."""
 
-    def __init__(self, chunks: Iterator[str]):
+    def __init__(self, rows_total: int, books_total: int):
+        self.enabled = sys.stderr.isatty() and not talking_to_journald()
+        self.rows_total, self.books_total = rows_total, books_total
+        self.rows = self.books = 0
+        self.started = time.monotonic()
+
+    def advance(self, rows: int, books: int = 0) -> None:
+        self.rows += rows
+        self.books += books
+        if self.enabled:
+            share = f" ({100 * self.rows // self.rows_total}%)" if self.rows_total else ""
+            books_part = f", {self.books:,} of {self.books_total:,} books" if self.books else ""
+            sys.stderr.write(f"\r  sending page rows: {self.rows:,} of {self.rows_total:,}{share}{books_part}, "
+                             f"{time.monotonic() - self.started:.1f} s\x1b[K")
+            sys.stderr.flush()
+
+    def done(self) -> None:
+        if self.enabled and self.rows:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
+class ChunkReader:
+    """A file-like view of text chunks, as ``copy_expert`` reads it, in UTF-8 (the connection's encoding).
+
+    psycopg2 turns an exception raised while reading into a vague COPY failure; the reader keeps the
+    original, so that the run reports what really happened (a bad source file is not a timeout).
+    """
+
+    def __init__(self, chunks: Iterator[str], progress: Optional[Progress] = None):
         self.chunks = chunks
+        self.progress = progress
+        self.error: Optional[BaseException] = None
 
     def read(self, _size: int = -1) -> bytes:
-        return next(self.chunks, "").encode("utf-8")
+        try:
+            chunk = next(self.chunks, "")
+        except BaseException as exc:
+            self.error = exc
+            raise
+        if self.progress:
+            self.progress.advance(chunk.count("\n"))
+        return chunk.encode("utf-8")
+
+
+def copy_chunks(cursor, statement: str, chunks: Iterator[str], progress: Optional[Progress] = None) -> None:
+    """COPY text chunks to the server, re-raising the original error of a chunk that failed to come."""
+    reader = ChunkReader(chunks, progress)
+    try:
+        cursor.copy_expert(statement, reader, size=1 << 20)
+    except psycopg2.Error:
+        if reader.error is not None:
+            raise reader.error from None
+        raise
+
+
+def begin_run(cursor, config: Config, target: DatabaseTarget) -> bool:
+    """Open the run's transaction and take the warehouse lock, waiting for another run at most
+    ETL_LOCK_WAIT_SECONDS (and saying so). Returns whether the schema exists."""
+    params = {"statement_timeout": f"{config.statement_timeout_seconds}s",
+              "lock_wait": f"{config.lock_wait_seconds}s", "lock_key": ADVISORY_LOCK_KEY}
+    cursor.execute(BEGIN_SQL, params)
+    schema_exists, locked = cursor.fetchone()
+    if locked:
+        return schema_exists
+    busy = (f"another bookhelper-etl run holds the warehouse lock at {target.description} and did not finish "
+            f"within ETL_LOCK_WAIT_SECONDS ({config.lock_wait_seconds} s); try again later")
+    if config.lock_wait_seconds == 0:
+        raise DatabaseUnavailable(busy)
+    component_logger("DB").info(
+        "another bookhelper-etl run holds the warehouse lock; waiting up to %d s (ETL_LOCK_WAIT_SECONDS)",
+        config.lock_wait_seconds,
+    )
+    try:
+        cursor.execute(WAIT_FOR_LOCK_SQL, params)
+    except psycopg2.errors.LockNotAvailable:
+        raise DatabaseUnavailable(busy) from None
+    return schema_exists
 
 
 def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadResult:
     """One run's whole transaction. Commits, or in a dry run rolls back, at the end."""
     load_log = component_logger("LOAD")
     cursor = conn.cursor()
-    try:
-        cursor.execute(
-            BEGIN_SQL,
-            {
-                "statement_timeout": f"{config.statement_timeout_seconds}s",
-                "lock_wait": f"{config.lock_wait_seconds}s",
-                "lock_key": ADVISORY_LOCK_KEY,
-            },
-        )
-    except psycopg2.errors.LockNotAvailable:
-        raise DatabaseUnavailable(
-            f"another bookhelper-etl run holds the warehouse lock at {target.description} and did not finish "
-            f"within ETL_LOCK_WAIT_SECONDS ({config.lock_wait_seconds} s); try again later"
-        ) from None
-    ensure_schema(cursor, cursor.fetchone()[0])
+    schema_exists = begin_run(cursor, config, target)
+    ensure_schema(cursor, schema_exists)
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone or config.default_timezone,
                                 "clock": config.device_clock or "utc"})
     stored = cursor.fetchall()
@@ -1740,7 +1925,9 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     if config.dry_run:
         cursor.execute("ROLLBACK")
     else:
-        cursor.execute(RUN_RECORD_SQL + "COMMIT;", run_record(config, source, result, "success", None))
+        status, code = ("stale", EXIT_STALE) if source.stale_warning else ("success", EXIT_OK)
+        cursor.execute(RUN_RECORD_SQL + "COMMIT;",
+                       run_record(config, source, result, status, source.stale_warning, code))
     return result
 
 
@@ -1767,12 +1954,14 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
             load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
                            {book_rows[k][0]: k for k in direct}, device.device_id, result)
         if merged:
-            cursor.copy_expert(
-                "COPY incoming_pages FROM STDIN",
-                ChunkReader(stream_copy_chunks(
-                    source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now)),
-                size=1 << 20,
+            progress = Progress(sum(source.census.fingerprints[k].row_count for k in merged), len(merged))
+            copy_chunks(
+                cursor, "COPY incoming_pages FROM STDIN",
+                stream_copy_chunks(
+                    source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now),
+                progress,
             )
+            progress.done()
     statements = DEVICE_SETTINGS_SQL if device.settings_changed else ""
     statements += LOAD_COUNTS_SQL + (MERGE_PAGES_SQL if merged else "") + REDERIVE_SQL + FRESH_SESSIONS_SQL
     statements += APPLY_SESSIONS_SQL
@@ -1841,6 +2030,7 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
     """
     session_lines: list[str] = []
     device = copy_text(config.device)
+    progress = Progress(sum(source.census.fingerprints[key].row_count for key in keys.values()), len(keys))
 
     def page_chunks() -> Iterator[str]:
         lines: list[str] = []
@@ -1850,24 +2040,27 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
             session_lines.extend(session_copy_lines(book_id, keys[book_id], rows, config.gap_seconds, device))
             result.page_rows_inserted += len(rows)
             result.page_rows_sent += len(rows)
+            progress.advance(len(rows), 1)
             if len(lines) >= 20000:
                 yield "".join(lines)
                 lines = []
         yield "".join(lines)
 
-    cursor.copy_expert("COPY page_views (book_id, page, start_epoch, duration, total_pages, device_id) FROM STDIN",
-                       ChunkReader(page_chunks()), size=1 << 20)
+    copy_chunks(cursor, "COPY page_views (book_id, page, start_epoch, duration, total_pages, device_id) FROM STDIN",
+                page_chunks())
+    progress.done()
     chunks = ("".join(session_lines[i:i + 5000]) for i in range(0, len(session_lines), 5000))
-    cursor.copy_expert(
+    copy_chunks(
+        cursor,
         "COPY reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,"
         " start_page, end_page, total_pages, device, read_number, read_instance_id) FROM STDIN",
-        ChunkReader(chunks), size=1 << 20,
+        chunks,
     )
     result.sessions_inserted += len(session_lines)
 
 
 def run_record(config: Config, source: Optional[Source], result: Optional[LoadResult], status: str,
-               error: Optional[str]) -> dict:
+               error: Optional[str], exit_code: int) -> dict:
     """The etl_runs and sync_status values of a run."""
     census = source.census if source else None
     result = result or LoadResult()
@@ -1892,20 +2085,29 @@ def run_record(config: Config, source: Optional[Source], result: Optional[LoadRe
         "sessions_removed": result.sessions_removed,
         "error_message": error,
         "script_version": __version__,
+        "exit_code": exit_code,
+        "source_newest": source.newest_start if source else None,
+        "source_modified": source.modified_at if source else None,
     }
 
 
-def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[Source], error: str) -> None:
-    """Note a failed run in etl_runs and sync_status, in a transaction of its own. Best effort."""
+def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[Source], error: EtlError) -> None:
+    """Note a failed run in etl_runs and sync_status, in a transaction of its own. Best effort: a
+    warehouse that cannot be reached cannot record it (--status then shows the time since the last run)."""
     try:
+        if target.embedded_dir and not target.params:
+            start_embedded(target)
         conn = connect(target, config)
-    except psycopg2.Error:
+    except (psycopg2.Error, EtlError):
         return
     try:
         cursor = conn.cursor()
-        cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL")
-        if cursor.fetchone()[0]:
-            cursor.execute("BEGIN;" + RUN_RECORD_SQL + "COMMIT;", run_record(config, source, None, "failed", error))
+        cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL, (SELECT count(*) FROM pg_attribute"
+                       " WHERE attrelid = to_regclass('etl_runs') AND attname = 'exit_code')")
+        exists, current = cursor.fetchone()
+        if exists and current:
+            cursor.execute("BEGIN;" + RUN_RECORD_SQL + "COMMIT;",
+                           run_record(config, source, None, "failed", str(error), error.exit_code))
     except psycopg2.Error as exc:
         component_logger("DB").warning("could not record the failed run: %s", first_line(exc))
     finally:
@@ -1983,13 +2185,17 @@ def preview_from_file(source: Source, gap_seconds: int) -> None:
 
 
 STATUS_RUNS_SQL = """
-SELECT started_at, device, status, rows_read, rows_skipped, books_changed, sessions_inserted, sessions_updated,
-       round(extract(epoch FROM finished_at - started_at)::numeric, 1), coalesce(error_message, '')
+SELECT started_at, device, status, exit_code, rows_read, rows_skipped, books_changed, sessions_inserted,
+       sessions_updated, round(extract(epoch FROM finished_at - started_at)::numeric, 1), coalesce(error_message, '')
 FROM etl_runs ORDER BY run_id DESC LIMIT 10
 """
 STATUS_SYNC_SQL = """
-SELECT source, device, last_success_at, last_run_at, last_status, coalesce(last_error, '')
-FROM sync_status ORDER BY source, device
+SELECT s.device, d.timezone, d.clock, s.last_success_at, s.last_run_at, s.last_status, s.last_exit_code,
+       s.source_newest_at, coalesce(s.last_error, '')
+FROM sync_status s LEFT JOIN devices d ON d.name = s.device ORDER BY s.source, s.device
+"""
+STATUS_LAST_RUN_SQL = """
+SELECT max(finished_at), floor(extract(epoch FROM now() - max(finished_at)))::bigint FROM etl_runs
 """
 STATUS_TOTALS_SQL = """
 SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM reading_sessions),
@@ -2017,21 +2223,43 @@ def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence]) ->
         print("(none)")
 
 
+def describe_age(seconds: int) -> str:
+    days, rest = divmod(seconds, 86400)
+    return f"{days} day(s) {rest // 3600} hour(s)" if days else f"{rest // 3600} hour(s) {rest % 3600 // 60} minute(s)"
+
+
 def show_status(conn) -> None:
-    """Print the last runs, the sync status per device and what the warehouse holds."""
+    """Print the last runs, each device's settings and sync status, and what the warehouse holds."""
     cursor = conn.cursor()
-    cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL")
+    cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL AND to_regclass('schema_meta') IS NOT NULL")
     if not cursor.fetchone()[0]:
         print("The warehouse has no bookhelper-etl tables yet: no run has completed.")
+        return
+    cursor.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
+    version = (cursor.fetchone() or (0,))[0]
+    if int(version) < SCHEMA_VERSION:
+        print(f"The warehouse has schema version {version}; the next run upgrades it to {SCHEMA_VERSION}.")
         return
     cursor.execute(STATUS_RUNS_SQL)
     print_table(
         "Last runs",
-        ["started", "device", "status", "rows", "skipped", "books", "sess+", "sess~", "seconds", "error"],
+        ["started", "device", "status", "exit", "rows", "skipped", "books", "sess+", "sess~", "seconds", "error"],
         cursor.fetchall(),
     )
+    cursor.execute(STATUS_LAST_RUN_SQL)
+    last_run, age = cursor.fetchone()
+    if last_run is None:
+        print("\nNo run has been recorded yet.")
+    elif age > 86400:
+        print(f"\nNo run has been recorded for {describe_age(age)}: the timer may not be running, or the runs cannot "
+              "reach the warehouse (exit 75 cannot be recorded). Check: journalctl -u bookhelper-etl, or the "
+              "healthcheck.")
+    else:
+        print(f"\nThe last run was recorded {describe_age(age)} ago.")
     cursor.execute(STATUS_SYNC_SQL)
-    print_table("Sync status", ["source", "device", "last success", "last run", "status", "error"], cursor.fetchall())
+    print_table("Devices",
+                ["device", "zone", "clock", "last success", "last run", "status", "exit", "newest row", "error"],
+                cursor.fetchall())
     cursor.execute(STATUS_TOTALS_SQL)
     books, sessions, hours = cursor.fetchone()
     print(f"\nWarehouse: {books} books, {sessions} reading sessions, {hours} hours of reading")
@@ -2040,16 +2268,74 @@ def show_status(conn) -> None:
 
 
 def ping_healthcheck(config: Config, suffix: str, body: str = "") -> None:
-    """Ping a healthchecks.io-style URL. A failing ping is a warning, never a failed run."""
+    """Ping a healthchecks.io-style URL. A failing ping is one warning, never a changed outcome."""
     if not config.healthcheck_url:
         return
-    address = f"{config.healthcheck_url.rstrip('/')}/{suffix}?rid={config.run_id}"
+    parts = urllib.parse.urlsplit(config.healthcheck_url)
+    netloc = parts.hostname if ":" not in (parts.hostname or "") else f"[{parts.hostname}]"
+    netloc += f":{parts.port}" if parts.port else ""
+    address = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, f"{parts.path.rstrip('/')}/{suffix}", f"rid={config.run_id}", ""))
+    headers = {}
+    if parts.username is not None:  # user:password@ in the URL: sent as basic auth, never printed
+        credentials = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials.encode()).decode()
     try:
-        request = urllib.request.Request(address, data=body.encode("utf-8", "replace"), method="POST")
-        with urllib.request.urlopen(request, timeout=10) as response:
+        request = urllib.request.Request(address, data=body.encode("utf-8", "replace"), headers=headers,
+                                         method="POST")
+        with urllib.request.urlopen(request, timeout=config.healthcheck_timeout) as response:
             response.read()
-    except (OSError, ValueError) as exc:
-        component_logger("ETL").warning("healthcheck ping /%s failed: %s", suffix, exc)
+    except Exception as exc:  # noqa: BLE001 - monitoring must never change the run's outcome
+        component_logger("ETL").warning("healthcheck ping /%s failed: %s (%s)", suffix, first_line(exc),
+                                        mask_credentials(address))
+
+
+class SigtermWatch:
+    """Turns SIGTERM into a Terminated exception, promptly even while a statement runs.
+
+    Python runs signal handlers only between bytecodes, so a thread woken through the signal
+    wake-up fd cancels the running statement; the main thread then returns from libpq and raises.
+    """
+
+    def __init__(self):
+        self.connection = None
+        self.signalled = False
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)
+        self._previous_fd = signal.set_wakeup_fd(self._write_fd)
+        self._previous_handler = signal.signal(signal.SIGTERM, self._raise)
+        threading.Thread(target=self._cancel_on_signal, daemon=True).start()
+
+    def _raise(self, _signum, _frame) -> None:
+        if not self.signalled:  # a second SIGTERM must not interrupt the cleanup of the first
+            self.signalled = True
+            raise Terminated("stopped by SIGTERM (systemctl stop, or the unit's time limit); the run was rolled "
+                             "back and wrote nothing")
+
+    def _cancel_on_signal(self) -> None:
+        while True:
+            try:
+                signals = os.read(self._read_fd, 16)
+            except OSError:
+                return
+            if not signals:
+                return
+            connection = self.connection
+            if signal.SIGTERM in signals and connection is not None:
+                try:
+                    connection.cancel()
+                except Exception:  # noqa: BLE001 - the connection may be closing; the exception follows anyway
+                    pass
+
+    def close(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous_handler)
+        signal.set_wakeup_fd(self._previous_fd)
+        os.close(self._write_fd)
+        os.close(self._read_fd)
+
+
+# The watch of the running main(), if any: with_retries registers each connection with it.
+SIGTERM_WATCH: list[SigtermWatch] = []
 
 
 class LogTail(logging.Handler):
@@ -2070,10 +2356,26 @@ class LogTail(logging.Handler):
 # --------------------------------------------------------------------------------------
 
 
+def stale_warning(path: Path, newest_start: Optional[int], modified_at: float, now: int, days: int) -> Optional[str]:
+    """A warning when neither the newest page row nor the file's modification is within ``days``:
+    Syncthing has probably stopped bringing the file. None while the file looks current (or days is 0)."""
+    limit = now - days * 86400
+    if days == 0 or modified_at >= limit or (newest_start is not None and newest_start >= limit):
+        return None
+
+    def age(epoch: float) -> str:
+        return f"{time.strftime('%Y-%m-%d', time.gmtime(epoch))} ({int((now - epoch) // 86400)} days ago)"
+
+    newest = f"its newest page row is from {age(newest_start)}" if newest_start else "it holds no page rows"
+    return (f"{path} looks stale: {newest} and it last changed {age(modified_at)}; check that Syncthing still "
+            f"syncs the device (folder paused, device offline, a .sync-conflict file beside it)")
+
+
 def extract(config: Config, workdir: Path) -> Source:
     """Snapshot, check and census the statistics file."""
     now = int(time.time())
     conn, version = open_snapshot(config.stats_db, workdir)
+    modified_at = config.stats_db.stat().st_mtime
     try:
         books, key_of, unusable = transform_books(extract_book_rows(conn))
         census = transform_census(*extract_page_census(conn, now, unusable), books, key_of)
@@ -2083,10 +2385,13 @@ def extract(config: Config, workdir: Path) -> Source:
     ids_of_key: dict[str, list[int]] = {}
     for id_book, key in key_of.items():
         ids_of_key.setdefault(key, []).append(id_book)
-    return Source(conn, version, now, books, census, ids_of_key)
+    source = Source(conn, version, now, books, census, ids_of_key, modified_at)
+    source.stale_warning = stale_warning(config.stats_db, source.newest_start, modified_at, now,
+                                         config.stale_after_days)
+    return source
 
 
-def run(config: Config, formatters: list[RedactingFormatter]) -> int:
+def run(config: Config) -> int:
     """The ETL: configuration checked, extract, transform, load, report."""
     etl_log = component_logger("ETL")
     target = resolve_database_target(config)
@@ -2095,16 +2400,18 @@ def run(config: Config, formatters: list[RedactingFormatter]) -> int:
             "no database configured: set DATABASE_URL (or --database-url), or NEON_HOST/NEON_USER/"
             "NEON_PASSWORD/NEON_DATABASE, or DATABASE_URL=embedded for a local server"
         )
-    if target:
-        for formatter in formatters:
-            formatter.secrets.extend(target.secrets)
     etl_log.info(
         "bookhelper-etl %s, %s, source %s, device %s (zone %s, clock %s), target %s",
         __version__, "dry run" if config.dry_run else "normal run", config.stats_db, config.device,
         config.timezone or "as stored", config.device_clock or "as stored", target.description if target else "none",
     )
     with tempfile.TemporaryDirectory(prefix="bookhelper-etl-") as workdir:
-        source = extract(config, Path(workdir))
+        try:
+            source = extract(config, Path(workdir))
+        except (SourceMissing, SourceUnusable) as exc:
+            if target and not config.dry_run:
+                record_failed_run(config, target, None, exc)
+            raise
         try:
             report_extract(source)
             if target is None:
@@ -2122,18 +2429,23 @@ def load_and_report(config: Config, source: Source, target: DatabaseTarget) -> i
     if target.embedded_dir:
         start_embedded(target)
     try:
-        result = with_retries(
-            config, target, lambda conn: load(conn, config, source, target), attempts=1 if config.dry_run else None
-        )
+        try:
+            result = with_retries(
+                config, target, lambda conn: load(conn, config, source, target),
+                attempts=1 if config.dry_run else None,
+            )
+        except sqlite3.DatabaseError as exc:  # the file failed while its rows were being sent
+            raise SourceUnusable(f"{config.stats_db}: cannot be read ({exc}); copy it from the device again") from exc
     except DatabaseUnavailable as exc:
         if not config.dry_run:
             raise
         etl_log.warning("%s", exc)
         preview_from_file(source, config.gap_seconds)
         return EXIT_OK
-    except EtlError as exc:
-        if not config.dry_run:
-            record_failed_run(config, target, source, str(exc))
+    except Exception as exc:  # noqa: BLE001 - recorded, then raised again as it is
+        if not config.dry_run and not isinstance(exc, Terminated):
+            failure = exc if isinstance(exc, EtlError) else EtlError(f"internal error: {first_line(exc)}")
+            record_failed_run(config, target, source, failure)
         raise
     report_load(result, config.dry_run)
     elapsed = time.monotonic() - started
@@ -2144,62 +2456,121 @@ def load_and_report(config: Config, source: Source, target: DatabaseTarget) -> i
         etl_log.info("success in %.1f s: the file holds no page rows yet, 0 sessions", elapsed)
     else:
         etl_log.info("success in %.1f s (%s rows/s)", elapsed, f"{rate:,.0f}")
+    if config.report_file and not config.dry_run:
+        write_report_file(config, target, config.report_file)
+    if source.stale_warning:
+        etl_log.warning("%s", source.stale_warning)
+        return EXIT_STALE
     return EXIT_OK
 
 
-def status(config: Config, formatters: list[RedactingFormatter]) -> int:
+def write_report_file(config: Config, target: DatabaseTarget, path: Path) -> None:
+    """Write the HTML report (bookhelper_report.py, beside this script) from the warehouse."""
+    import bookhelper_report
+
+    try:
+        summary = with_retries(config, target, lambda conn: bookhelper_report.write_report(conn, path))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write the report {path}: {exc.strerror}; check ETL_REPORT_FILE or --report") from None
+    component_logger("REPORT").info(
+        "wrote the report %s (%s books, %s days, %s kB)", path, summary["books"], summary["days"],
+        f"{summary['bytes'] / 1024:,.0f}",
+    )
+
+
+def warehouse_target(config: Config) -> DatabaseTarget:
+    """The configured warehouse, started when embedded, for --status and --report."""
     target = resolve_database_target(config)
     if target is None:
         raise ConfigError("no database configured: set DATABASE_URL, NEON_* or DATABASE_URL=embedded")
-    for formatter in formatters:
-        formatter.secrets.extend(target.secrets)
     if target.embedded_dir:
         start_embedded(target)
-    with_retries(config, target, show_status)
+    return target
+
+
+def status(config: Config) -> int:
+    with_retries(config, warehouse_target(config), show_status)
     return EXIT_OK
+
+
+def report(config: Config, path: Path) -> int:
+    write_report_file(config, warehouse_target(config), path)
+    return EXIT_OK
+
+
+@dataclass
+class Invocation:
+    """One command line being run: its arguments, and its configuration once resolved."""
+
+    args: argparse.Namespace
+    verbosity: int
+    config: Optional[Config] = None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry point. Returns the exit code."""
     args = build_parser().parse_args(argv)
-    verbosity = 1 if args.verbose else -1 if args.quiet else 0
-    formatters = setup_logging(verbosity)
-    etl_log = component_logger("ETL")
-    tail = LogTail(formatters[0])
+    invocation = Invocation(args, 1 if args.verbose else -1 if args.quiet else 0)
+    tail = LogTail(setup_logging(invocation.verbosity))
     log.addHandler(tail)
-    config = None
+    etl_log = component_logger("ETL")
+    watch = SigtermWatch()
+    SIGTERM_WATCH.append(watch)
     code = EXIT_INTERNAL
     try:
-        config = load_config(args)
-        if config.log_file:
-            add_log_file(config.log_file, verbosity, formatters)
-        etl_log.info("settings: %s", f"loaded {config.env_file}" if config.env_file_loaded
-                     else f"no settings file at {config.env_file}; using the environment and defaults")
-        if config.env_file_loaded and env_file_is_exposed(config.env_file):
-            etl_log.warning("%s is readable by other users; run: chmod 600 %s", config.env_file, config.env_file)
-        if args.status:
-            return status(config, formatters)
-        ping_healthcheck(config, "start")
-        code = run(config, formatters)
-    except EtlError as exc:
-        etl_log.error("%s", exc)
-        etl_log.debug("traceback", exc_info=True)
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        etl_log.error("interrupted; the warehouse is unchanged by this run")
-        code = 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence for a nightly job
-        etl_log.error("internal error: %s: %s (run with -v for details)", exc.__class__.__name__, first_line(exc))
-        etl_log.debug("%s", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        code = EXIT_INTERNAL
+        try:
+            code = run_command(invocation)
+        except Terminated as exc:  # may arrive while another error is being handled
+            etl_log.error("%s", exc)
+            code = exc.exit_code
     finally:
-        if config is not None and not args.status:
+        SIGTERM_WATCH.remove(watch)
+        watch.close()
+        if watch.signalled:
+            code = EXIT_TERMINATED
+        config = invocation.config
+        if config is not None and not (args.status or args.report):
             etl_log.info("finished with exit code %d", code)
             ping_healthcheck(config, str(code), "\n".join(tail.lines))
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()
     return code
+
+
+def run_command(invocation: Invocation) -> int:
+    """Configure, then run the chosen command: a load, --status or --report. Returns the exit code."""
+    etl_log = component_logger("ETL")
+    args = invocation.args
+    try:
+        require_dependencies()
+        config = invocation.config = load_config(args)
+        if config.log_file:
+            add_log_file(config.log_file, config.log_file_origin, invocation.verbosity)
+        etl_log.info("settings: %s", f"loaded {config.env_file}" if config.env_file_loaded
+                     else f"no settings file at {config.env_file}; using the environment and defaults")
+        if config.env_file_loaded and env_file_is_exposed(config.env_file):
+            etl_log.warning("%s is readable by other users; run: chmod 600 %s", config.env_file, config.env_file)
+        if args.status:
+            return status(config)
+        if args.report:
+            return report(config, Path(args.report).expanduser())
+        ping_healthcheck(config, "start")
+        return run(config)
+    except Terminated:
+        raise
+    except EtlError as exc:
+        etl_log.error("%s", exc)
+        etl_log.debug("traceback", exc_info=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        etl_log.error("interrupted; the warehouse is unchanged by this run")
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for a nightly job
+        etl_log.error("internal error: %s: %s (run with -v for details)", exc.__class__.__name__, first_line(exc))
+        etl_log.debug("%s", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The quick start: needs only Python 3. It generates an invented statistics file, loads it into a
-# local embedded PostgreSQL (kept in .demo/postgres) and shows what landed.
+# local embedded PostgreSQL (kept in .demo/postgres), shows what landed and writes the HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -10,3 +10,5 @@ mkdir -p .demo
 [ -f .demo/statistics.sqlite3 ] || "$venv/bin/python" tests/generator.py .demo/statistics.sqlite3 --books 12 --days 120
 "$venv/bin/python" extract_koreader_stats.py --stats-db .demo/statistics.sqlite3 --database-url embedded:.demo/postgres "$@"
 "$venv/bin/python" extract_koreader_stats.py --status --database-url embedded:.demo/postgres
+"$venv/bin/python" extract_koreader_stats.py --report .demo/report.html --database-url embedded:.demo/postgres
+echo "report: $PWD/.demo/report.html"

@@ -23,7 +23,8 @@ ISOLATED_SETTINGS = (
     "DATABASE_URL", "KOREADER_STATS_DB", "NEON_HOST", "NEON_USER", "NEON_PASSWORD", "NEON_DATABASE",
     "NEON_PORT", "ETL_DEVICE", "ETL_TIMEZONE", "ETL_DEVICE_CLOCK", "ETL_GAP_MINUTES", "ETL_LOG_FILE",
     "ETL_MAX_RETRIES", "ETL_RETRY_MAX_SECONDS", "ETL_CONNECT_TIMEOUT", "ETL_LOCK_WAIT_SECONDS",
-    "ETL_STATEMENT_TIMEOUT", "ETL_HEALTHCHECK_URL", "JOURNAL_STREAM", "PGSSLMODE", "PGHOST",
+    "ETL_STATEMENT_TIMEOUT", "ETL_HEALTHCHECK_URL", "ETL_HEALTHCHECK_TIMEOUT", "ETL_STALE_AFTER_DAYS",
+    "ETL_REPORT_FILE", "JOURNAL_STREAM", "PGSSLMODE", "PGHOST",
 )
 
 
@@ -113,7 +114,13 @@ def cli_env(**settings):
 
 
 def run_cli(*args, env_file, timeout=120, **settings):
-    """Run the script as cron and systemd do: a subprocess, with settings in its environment."""
+    """Run the script as cron and systemd do: a subprocess, with settings in its environment.
+
+    Its temporary files go to a folder beside ``env_file`` (the test's own), so that no test leaves
+    anything in /tmp, even a killed run."""
+    private_tmp = Path(env_file).parent / "run-tmp"
+    private_tmp.mkdir(exist_ok=True)
+    settings.setdefault("TMPDIR", str(private_tmp))
     return subprocess.run(
         [sys.executable, str(SCRIPT), "--env-file", str(env_file), *map(str, args)],
         capture_output=True, text=True, timeout=timeout, env=cli_env(**settings),

@@ -27,6 +27,9 @@ def big_files(tmp_path_factory):
 
 def start_etl(stats, url, env_file, *args, **settings):
     settings.setdefault("ETL_TIMEZONE", "UTC")
+    private_tmp = env_file.parent / "run-tmp"  # a killed run's copy stays in the test's own folder
+    private_tmp.mkdir(exist_ok=True)
+    settings.setdefault("TMPDIR", str(private_tmp))
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--stats-db", str(stats), *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(DATABASE_URL=url, **settings),

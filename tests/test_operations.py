@@ -16,9 +16,9 @@ import extract_koreader_stats as etl_module
 
 def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):
     log_file = tmp_path / "bookhelper-etl.log"
-    formatters = etl_module.setup_logging(-1)
+    etl_module.setup_logging(-1)
     try:
-        etl_module.add_log_file(log_file, 0, formatters)
+        etl_module.add_log_file(log_file, "--log-file", 0)
         logger = etl_module.component_logger("ETL")
         logger.info("first line")
         log_file.rename(tmp_path / "bookhelper-etl.log.1")  # what logrotate does without copytruncate
@@ -112,17 +112,18 @@ def test_a_failing_ping_is_a_warning_and_never_changes_the_exit_code(tmp_path, e
     assert unreachable.returncode == 0
 
 
-def test_status_shows_the_last_runs_and_the_sync_status(tmp_path, etl, database_url, empty_env_file):
+def test_status_shows_the_last_runs_and_each_devices_settings_and_sync(tmp_path, etl, database_url, empty_env_file):
     stats = generate(tmp_path / "s.sqlite3", books=3, days=10)
-    assert etl(stats, "--device", "palma").returncode == 0
+    assert etl(stats, "--device", "palma", ETL_TIMEZONE="Europe/Berlin", ETL_DEVICE_CLOCK="local").returncode == 0
 
     result = run_cli("--status", env_file=empty_env_file, DATABASE_URL=database_url)
 
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Last runs" in out and "Sync status" in out and "Most read books" in out
-    assert re.search(r"palma\s+success", out)
-    assert re.search(r"koreader\s+palma\s+\d{4}-\d\d-\d\d", out)
+    assert "Last runs" in out and "Devices" in out and "Most read books" in out
+    assert re.search(r"palma\s+success\s+0\s", out)
+    assert re.search(r"palma\s+Europe/Berlin\s+local\s+\d{4}-\d\d-\d\d", out)
+    assert "The last run was recorded 0 hour(s) 0 minute(s) ago." in out
 
 
 def test_status_on_an_empty_warehouse_says_so(database_url, empty_env_file):
