@@ -122,8 +122,8 @@ SELECT json_build_object(
 # Only when the warehouse has a finished_books view (from KOReader's sidecar files).
 FINISHED_BY_YEAR_SQL = """(
         SELECT coalesce(json_agg(json_build_object('year', year, 'books', books) ORDER BY year DESC), '[]')
-        FROM (SELECT extract(year FROM finished_at)::integer AS year, count(DISTINCT book_id) AS books
-              FROM finished_books WHERE finished_at IS NOT NULL GROUP BY 1) AS finished)"""
+        FROM (SELECT extract(year FROM finished_on)::integer AS year, count(DISTINCT book_id) AS books
+              FROM finished_books WHERE finished_on IS NOT NULL GROUP BY 1) AS finished)"""
 
 
 # book_stats columns left out of the page's JSON, to keep twenty years under 1 MB: an internal

@@ -20,6 +20,7 @@ import itertools
 import json
 import logging
 import logging.handlers
+import math
 import operator
 import os
 import random
@@ -40,7 +41,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Union
 
 try:  # --help and --version work without the dependencies; a run names what is missing
     import psycopg2
@@ -229,6 +230,7 @@ class Setting:
 
 SETTINGS = (
     Setting("KOREADER_STATS_DB", DEFAULT_STATS_DB, "path of KOReader's statistics.sqlite3"),
+    Setting("KOREADER_SIDECAR_DIR", None, "folder holding KOReader's sidecars (*.sdr/metadata.*.lua), optional"),
     Setting("DATABASE_URL", None, "PostgreSQL URL, or 'embedded' / 'embedded:/dir'"),
     Setting("NEON_HOST", None, "Neon host, instead of DATABASE_URL"),
     Setting("NEON_USER", None, "Neon user"),
@@ -258,6 +260,7 @@ class Config:
     """Everything a run needs to know, resolved from the command line, environment and .env."""
 
     stats_db: Path
+    sidecar_dir: Optional[Path]
     database_url: Optional[str]
     neon: dict[str, Optional[str]]
     device: str
@@ -302,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
+    parser.add_argument("--sidecar-dir", metavar="DIR",
+                        help="folder of KOReader's sidecar files, read for status, ratings and highlights "
+                             "(KOREADER_SIDECAR_DIR)")
     parser.add_argument(
         "--database-url",
         metavar="URL",
@@ -447,8 +453,13 @@ def load_config(args: argparse.Namespace) -> Config:
     else:
         log_origin = f"ETL_LOG_FILE in {env_file}"
     report_file = setting("ETL_REPORT_FILE")
+    sidecar_dir = setting("KOREADER_SIDECAR_DIR", args.sidecar_dir)
+    if sidecar_dir and not Path(sidecar_dir).expanduser().is_dir():
+        raise ConfigError(f"the sidecar folder {sidecar_dir} does not exist or is not a folder; "
+                          "check --sidecar-dir or KOREADER_SIDECAR_DIR")
     return Config(
         stats_db=Path(setting("KOREADER_STATS_DB", args.stats_db)).expanduser(),
+        sidecar_dir=Path(sidecar_dir).expanduser() if sidecar_dir else None,
         database_url=setting("DATABASE_URL", args.database_url),
         neon={k: setting(f"NEON_{k.upper()}") for k in ("host", "user", "password", "database", "port")},
         device=device,
@@ -657,11 +668,13 @@ def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]
 def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
     """Every row of KOReader's book table: (id, title, authors, series, language, md5, pages, last_open).
 
-    Text comes as bytes, so that invalid UTF-8 in an old file is replaced, not fatal.
+    Text comes as bytes, so that invalid UTF-8 in an old file is replaced, not fatal; a number field
+    that holds anything but an integer comes as NULL.
     """
     return conn.execute(
         "SELECT id, CAST(title AS BLOB), CAST(authors AS BLOB), CAST(series AS BLOB), CAST(language AS BLOB),"
-        " CAST(md5 AS BLOB), pages, last_open FROM book ORDER BY id"
+        " CAST(md5 AS BLOB), CASE WHEN typeof(pages) = 'integer' THEN pages END,"
+        " CASE WHEN typeof(last_open) = 'integer' THEN last_open END FROM book ORDER BY id"
     ).fetchall()
 
 
@@ -702,8 +715,8 @@ def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[i
         bounds,
     ).fetchall()
     per_book = conn.execute(
-        """SELECT id_book, count(*), CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER),
-                  sum(start_time > :latest)
+        """SELECT CASE WHEN typeof(id_book) IN ('integer', 'real') THEN id_book END, count(*),
+                  CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER), sum(start_time > :latest)
            FROM page_stat_data GROUP BY id_book""",
         bounds,
     ).fetchall()
@@ -770,6 +783,259 @@ def extract_book_page_rows(
     )
     for book_id, rows in itertools.groupby(cursor, key=operator.itemgetter(0)):
         yield book_id, [row[1:] for row in rows]
+
+
+# --------------------------------------------------------------------------------------
+# Extract: KOReader's sidecar files (metadata.<ext>.lua), parsed as data, never run
+# --------------------------------------------------------------------------------------
+# A sidecar is Lua source that KOReader's dump.lua wrote. The parser below reads exactly the data
+# subset (tables, strings with LuaJIT's escapes, numbers, booleans) as LuaJIT would load it, and
+# refuses anything else: code (names, calls, operators) and broken text. inf and nan load as nil
+# (the entry is absent), -inf fails the whole file, as in LuaJIT.
+
+SIDECAR_MAX_BYTES = 32 * 1024 * 1024  # real sidecars are under 2 MB, even with thousands of highlights
+SIDECAR_MAX_DEPTH = 100  # KOReader nests 6 levels; each level costs two Python frames, so keep it far below 300
+
+_SPACE = re.compile(rb"[ \t\r\n\v\f]*")
+_LONG_BRACKET = re.compile(rb"\[(=*)\[")
+_REST_OF_LINE = re.compile(rb"[^\r\n]*")
+_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?([0-9]+))?")
+_NUMBER_TAIL = re.compile(rb"[A-Za-z0-9_.]")  # Lua's lexer swallows these into the number, then fails
+_PLAIN = {b'"': re.compile(rb'[^"\\\r\n]*'), b"'": re.compile(rb"[^'\\\r\n]*")}
+_ESCAPE = re.compile(rb"\\(?:([0-9]{1,3})|x([0-9A-Fa-f]{2})|u\{([0-9A-Fa-f]+)\}|(z)[ \t\r\n\v\f]*"
+                     rb"|(\r\n|\n\r|[\r\n])|([abfnrtv\\\"']))")
+_SIMPLE_ESCAPES = dict(zip(b"abfnrtv\\\"'", b"\a\b\f\n\r\t\v\\\"'"))
+_KEYWORDS = {b"and", b"break", b"do", b"else", b"elseif", b"end", b"false", b"for", b"function", b"if", b"in",
+             b"local", b"nil", b"not", b"or", b"repeat", b"return", b"then", b"true", b"until", b"while"}
+_ABSENT = object()  # what `inf` and `nan` load as: nil
+
+LuaData = Union[dict, str, int, float, bool, None]
+
+
+class LuaDataError(ValueError):
+    """The text is not Lua data as KOReader writes it. ``line`` and ``column`` (in bytes) count from 1."""
+
+    def __init__(self, message: str, line: Optional[int] = None, column: Optional[int] = None):
+        super().__init__(message if line is None else f"{message} at line {line}, column {column}")
+        self.line, self.column = line, column
+
+
+def parse_lua_data(text: Union[str, bytes], max_bytes: int = SIDECAR_MAX_BYTES,
+                   max_depth: int = SIDECAR_MAX_DEPTH) -> LuaData:
+    """The value a sidecar returns, read without running it. Pass the file's bytes; str is UTF-8 encoded."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    if len(data) > max_bytes:
+        raise LuaDataError(f"larger than {max_bytes} bytes")
+    return _Parser(data, max_depth).chunk()
+
+
+def lua_list(table: LuaData) -> list:
+    """The values of a Lua list (a table keyed 1..n) in order. Raises LuaDataError for anything else."""
+    if isinstance(table, dict) and all(i in table for i in range(1, len(table) + 1)):
+        return [table[i] for i in range(1, len(table) + 1)]
+    raise LuaDataError("not a list (a table keyed 1..n)")
+
+
+class _Parser:
+    def __init__(self, data: bytes, max_depth: int):
+        self.data, self.max_depth = data, max_depth
+        self.pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # LuaJIT skips a BOM
+
+    def error(self, message: str, pos: Optional[int] = None):
+        pos = self.pos if pos is None else pos
+        line_start = self.data.rfind(b"\n", 0, pos) + 1
+        return LuaDataError(message, self.data.count(b"\n", 0, pos) + 1, pos - line_start + 1)
+
+    def found(self) -> str:
+        return repr(self.data[self.pos : self.pos + 12].decode("utf-8", "replace")) if self.pos < len(self.data) \
+            else "the end"
+
+    def skip(self) -> bytes:
+        """Skip white space and comments; return the next byte (b"" at the end)."""
+        data = self.data
+        while True:
+            self.pos = _SPACE.match(data, self.pos).end()
+            if not data.startswith(b"--", self.pos):
+                return data[self.pos : self.pos + 1]
+            long = _LONG_BRACKET.match(data, self.pos + 2)
+            if long:  # a --[==[ block ]==] comment; searching once keeps this linear
+                end = data.find(b"]" + long.group(1) + b"]", long.end())
+                if end < 0:
+                    raise self.error("unfinished long comment")
+                self.pos = end + len(long.group(1)) + 2
+            else:
+                self.pos = _REST_OF_LINE.match(data, self.pos).end()
+
+    def chunk(self) -> LuaData:
+        name = _NAME.match(self.data, self.pos) if self.skip() else None
+        if not name or name.group() != b"return":
+            raise self.error(f"expected 'return', found {self.found()}")
+        self.pos = name.end()
+        value = self.value(0)
+        if self.skip() == b";":
+            self.pos += 1
+        if self.skip():
+            raise self.error(f"expected the end after the returned value, found {self.found()}")
+        return None if value is _ABSENT else value
+
+    def value(self, depth: int):
+        char = self.skip()
+        if char == b"{":
+            return self.table(depth + 1)
+        if char in _PLAIN:
+            return self.string(char)
+        if _LONG_BRACKET.match(self.data, self.pos):
+            raise self.error("long strings are not data KOReader writes")
+        number = _NUMBER.match(self.data, self.pos)
+        if number:
+            return self.number(number)
+        name = _NAME.match(self.data, self.pos)
+        if not name:  # -inf and -nan too: in Lua, arithmetic on a nil global fails the whole file
+            raise self.error(f"expected a value, found {self.found()}")
+        word = name.group()
+        if word in (b"inf", b"nan", b"true", b"false"):
+            self.pos = name.end()
+            return _ABSENT if word in (b"inf", b"nan") else word == b"true"
+        raise self.error(f"the name {word.decode()!r} is Lua code, not data")
+
+    def number(self, match) -> Union[int, float]:
+        if _NUMBER_TAIL.match(self.data, match.end()):
+            raise self.error("malformed number (hex, suffixes and names are not data)")
+        exponent = (match.group(1) or b"").lstrip(b"0")
+        if len(exponent) > 7 or int(exponent or b"0") >= 1 << 20:  # LuaJIT's limit (STRSCAN_MAXEXP)
+            raise self.error("malformed number (exponent too large)")
+        self.pos = match.end()
+        value = float(match.group())
+        # Lua numbers are doubles; integral ones read better as int, but int cannot hold -0.0.
+        return int(value) if value.is_integer() and (value or math.copysign(1.0, value) > 0) else value
+
+    def string(self, quote: bytes) -> str:
+        start, parts, plain = self.pos, [], _PLAIN[quote]
+        self.pos += 1
+        while True:
+            run = plain.match(self.data, self.pos)
+            parts.append(run.group())
+            self.pos = run.end()
+            char = self.data[self.pos : self.pos + 1]
+            if char == quote:
+                self.pos += 1
+                return b"".join(parts).decode("utf-8", errors="replace")
+            if char != b"\\":
+                raise self.error("unfinished string (a line break needs a backslash)" if char else
+                                 "unfinished string", self.pos if char else start)
+            parts.append(self.escape())
+
+    def escape(self) -> bytes:
+        match = _ESCAPE.match(self.data, self.pos)
+        if not match:
+            raise self.error("invalid escape sequence")
+        self.pos = match.end()
+        decimal, hexadecimal, code_point, skip_space, newline, simple = match.groups()
+        if decimal:
+            if int(decimal) > 255:
+                raise self.error("escape sequence too large", match.start())
+            return bytes([int(decimal)])
+        if hexadecimal:
+            return bytes([int(hexadecimal, 16)])
+        if code_point:
+            code = int(code_point, 16)
+            if code >= 0x110000 or 0xD800 <= code < 0xE000:  # as LuaJIT: no surrogates, nothing past Unicode
+                raise self.error("invalid \\u escape", match.start())
+            return chr(code).encode()
+        return b"" if skip_space else b"\n" if newline else bytes([_SIMPLE_ESCAPES[simple[0]]])
+
+    def table(self, depth: int) -> dict:
+        if depth > self.max_depth:
+            raise self.error(f"tables nested deeper than {self.max_depth}")
+        self.pos += 1
+        table, assigned, position = {}, set(), 0
+        while (char := self.skip()) != b"}":
+            if not char:
+                raise self.error("unfinished table (the text ends inside it)")
+            start = self.pos
+            name = _NAME.match(self.data, self.pos)
+            if char == b"[" and not _LONG_BRACKET.match(self.data, self.pos):
+                self.pos += 1
+                key = self.value(depth)
+                if key is _ABSENT or isinstance(key, (bool, dict)):
+                    raise self.error("a table key must be a string or a number", start)
+                self.expect(b"]")
+                self.expect(b"=")
+            elif name and name.group() not in _KEYWORDS and self.skip_to(name.end()) == b"=" \
+                    and not self.data.startswith(b"==", self.pos):
+                key = name.group().decode()
+                self.pos += 1
+            else:
+                self.pos = start
+                position += 1
+                key = position
+            if key in assigned:
+                raise self.error(f"the key {key!r} is set twice", start)
+            assigned.add(key)
+            value = self.value(depth)
+            if value is not _ABSENT:
+                table[key] = value
+            if self.skip() in (b",", b";"):
+                self.pos += 1
+            elif self.skip() != b"}":
+                raise self.error(f"expected ',' or '}}' after a table entry, found {self.found()}")
+        self.pos += 1
+        return table
+
+    def skip_to(self, pos: int) -> bytes:
+        self.pos = pos
+        return self.skip()
+
+    def expect(self, char: bytes):
+        if self.skip() != char:
+            raise self.error(f"expected {char.decode()!r}, found {self.found()}")
+        self.pos += 1
+
+
+@dataclass(frozen=True)
+class SidecarFile:
+    """One book's sidecar as read from the folder: where, its content digest, mtime and parsed data."""
+
+    path: str  # relative to the sidecar folder
+    content_hash: str
+    modified_at: float
+    data: dict
+
+
+def find_sidecars(root: Path) -> tuple[list[SidecarFile], Counter]:
+    """Every readable sidecar below ``root`` (``*.sdr/metadata.*.lua``), falling back to its ``.old``
+    backup when the main file is missing, empty or broken. Only reads; skipped files are counted."""
+    sidecar_log = component_logger("EXTRACT")
+    primaries = {path for path in root.rglob("metadata.*.lua") if path.parent.name.endswith(".sdr")}
+    primaries |= {path.with_suffix("") for path in root.rglob("metadata.*.lua.old")
+                  if path.parent.name.endswith(".sdr")}
+    found, skipped = [], Counter()
+    for primary in sorted(primaries):
+        sidecar, problem = None, None
+        for candidate in (primary, Path(f"{primary}.old")):
+            try:
+                content = candidate.read_bytes()
+                data = parse_lua_data(content)
+            except FileNotFoundError:
+                continue
+            except (OSError, LuaDataError) as exc:
+                problem = problem or f"{candidate}: {exc}"
+                continue
+            if isinstance(data, dict) and data:
+                sidecar = SidecarFile(str(primary.relative_to(root)), hashlib.sha1(content).hexdigest(),
+                                      candidate.stat().st_mtime, data)
+                break
+            problem = problem or f"{candidate}: holds no table"
+        if sidecar is None:
+            skipped["does not parse"] += 1
+            sidecar_log.warning("skipped the sidecar %s", problem or primary)
+            continue
+        if problem:
+            skipped["read from the .old backup"] += 1
+            sidecar_log.warning("skipped the sidecar %s; read its .old backup instead", problem)
+        found.append(sidecar)
+    return found, skipped
 
 
 # --------------------------------------------------------------------------------------
@@ -889,6 +1155,203 @@ def transform_books(book_rows: Iterable[tuple]) -> tuple[dict[str, Book], dict[i
         if known is None or (book.last_open or -1) >= (known.last_open or -1):
             books[book.book_key] = book
     return books, key_of, unusable
+
+
+# Sidecars: what the reader thought of a book. Local times are the device's wall time.
+SIDECAR_DATE = re.compile(r"\d{4}-\d\d-\d\d")
+SIDECAR_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+# KOReader's legacy bookmarks put an automatic text where the reader wrote no note.
+LEGACY_AUTO_TEXT = re.compile(r"Page \S+ .* @ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.S)
+
+
+@dataclass(frozen=True)
+class Highlight:
+    """A highlight, a note (a highlight with the reader's note) or a page bookmark, as KOReader tells them apart."""
+
+    kind: str
+    text: Optional[str]
+    note: Optional[str]
+    chapter: Optional[str]
+    page: Optional[int]
+    pageref: Optional[str]
+    pos0: Optional[str]
+    pos1: Optional[str]
+    color: Optional[str]
+    drawer: Optional[str]
+    created_local: Optional[str]
+    updated_local: Optional[str]
+
+
+@dataclass(frozen=True)
+class SidecarBook:
+    """What one sidecar says about its book: identity, the reader's status and rating, and highlights."""
+
+    book: Book
+    paths: tuple[str, ...]
+    content_hashes: tuple[str, ...]
+    status: str
+    status_modified: Optional[str]
+    rating: Optional[int]
+    review: Optional[str]
+    percent_finished: Optional[float]
+    doc_pages: Optional[int]
+    last_opened_at: float
+    identifiers: tuple[tuple[str, str], ...]
+    highlights: tuple[Highlight, ...]
+
+
+def exact_text(value) -> Optional[str]:
+    """The reader's text exactly, spaces and all; PostgreSQL text cannot hold NUL, which becomes U+FFFD."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else None
+
+
+def lua_values(table) -> list:
+    """The values of a Lua list in key order, tolerating gaps (a list KOReader wrote is keyed 1..n)."""
+    if not isinstance(table, dict):
+        return []
+    return [table[key] for key in sorted(key for key in table if isinstance(key, int))]
+
+
+def local_datetime(value) -> Optional[str]:
+    """A sidecar's ``YYYY-MM-DD HH:MM:SS``, when it is one."""
+    if not (isinstance(value, str) and SIDECAR_DATETIME.fullmatch(value)):
+        return None
+    try:
+        datetime.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return None
+    return value
+
+
+def local_date(value) -> Optional[str]:
+    """A sidecar's ``YYYY-MM-DD``, when it is a real date."""
+    if not (isinstance(value, str) and SIDECAR_DATE.fullmatch(value)):
+        return None
+    try:
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        return None
+    return value
+
+
+def position_text(value) -> Optional[str]:
+    """An xpointer as it is; a PDF position (a page number or a table) as JSON."""
+    if isinstance(value, str):
+        return exact_text(value)
+    if value is None or isinstance(value, bool):
+        return None
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def page_number(value) -> Optional[int]:
+    return _int_in_range(value, 0, MAX_INTEGER)
+
+
+def annotation_highlight(item: dict) -> Highlight:
+    """One item of the current ``annotations`` list: no drawer means a page bookmark."""
+    note = exact_text(item.get("note")) or None
+    kind = "bookmark" if not item.get("drawer") else "note" if note else "highlight"
+    return Highlight(
+        kind, exact_text(item.get("text")), note, exact_text(item.get("chapter")),
+        page_number(item.get("pageno")) if "pageno" in item else page_number(item.get("page")),
+        exact_text(item.get("pageref")) if isinstance(item.get("pageref"), str) else None,
+        position_text(item.get("pos0") if "pos0" in item else item.get("page")), position_text(item.get("pos1")),
+        exact_text(item.get("color")), exact_text(item.get("drawer")), local_datetime(item.get("datetime")),
+        local_datetime(item.get("datetime_updated")),
+    )
+
+
+def legacy_note(bookmark: Optional[dict], quote: Optional[str]) -> Optional[str]:
+    """The reader's note in a legacy bookmark (its ``text``), unless KOReader filled it in itself."""
+    text = exact_text((bookmark or {}).get("text"))
+    if not text or not text.strip() or text == quote or LEGACY_AUTO_TEXT.fullmatch(text):
+        return None
+    return text
+
+
+def legacy_highlights(data: dict) -> list[Highlight]:
+    """Files without ``annotations``: ``highlight`` (page -> items) joined to ``bookmarks`` by datetime,
+    where a bookmark's ``notes`` is the quote and its ``text`` the note; the rest are page bookmarks."""
+    bookmarks = [mark for mark in lua_values(data.get("bookmarks")) if isinstance(mark, dict)]
+    by_time = {mark.get("datetime"): mark for mark in bookmarks if mark.get("datetime")}
+    highlights, joined = [], set()
+    pages = data.get("highlight") if isinstance(data.get("highlight"), dict) else {}
+    for page in sorted(pages, key=lambda key: (not isinstance(key, int), str(key))):
+        for item in (entry for entry in lua_values(pages[page]) if isinstance(entry, dict)):
+            when = item.get("datetime")
+            joined.add(when)
+            quote = exact_text(item.get("text"))
+            note = legacy_note(by_time.get(when), quote)
+            highlights.append(Highlight(
+                "note" if note else "highlight", quote, note, exact_text(item.get("chapter")),
+                page_number(page), None, position_text(item.get("pos0")), position_text(item.get("pos1")),
+                exact_text(item.get("color")), exact_text(item.get("drawer")), local_datetime(when), None,
+            ))
+    for mark in bookmarks:
+        if mark.get("datetime") in joined or mark.get("highlighted"):
+            continue
+        highlights.append(Highlight(
+            "bookmark", exact_text(mark.get("notes")), legacy_note(mark, exact_text(mark.get("notes"))),
+            exact_text(mark.get("chapter")), page_number(mark.get("page")), None, position_text(mark.get("pos0")),
+            None, None, None, local_datetime(mark.get("datetime")), None,
+        ))
+    return highlights
+
+
+def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
+    """A sidecar as the warehouse stores it, or None when it names no usable md5 (it matches no book)."""
+    data = sidecar.data
+    stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
+    file_hash = normalise_md5(data.get("partial_md5_checksum") or stats.get("md5"))
+    if file_hash is None:
+        return None
+    props = data.get("doc_props") if isinstance(data.get("doc_props"), dict) else {}
+    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
+    title = clean_text(props.get("title") if isinstance(props.get("title"), str) else stats.get("title"))
+    authors = split_authors(props.get("authors") if isinstance(props.get("authors"), str) else stats.get("authors"))
+    book = Book(make_book_key(file_hash, title, authors), title, authors, file_hash,
+                clean_optional(props.get("series")) if isinstance(props.get("series"), str) else None,
+                clean_optional(props.get("language")) if isinstance(props.get("language"), str) else None,
+                _int_in_range(data.get("doc_pages"), 1, MAX_INTEGER), None)
+    identifiers = props.get("identifiers") if isinstance(props.get("identifiers"), str) else ""
+    schemes = tuple(sorted({(exact_text(scheme.strip().lower()), exact_text(value.strip())) for scheme, sep, value in
+                            (line.partition(":") for line in identifiers.splitlines()) if sep and value.strip()}))
+    annotations = data.get("annotations")
+    highlights = ([annotation_highlight(item) for item in lua_values(annotations) if isinstance(item, dict)]
+                  if isinstance(annotations, dict) else legacy_highlights(data))
+    status = summary.get("status")
+    percent = data.get("percent_finished")
+    return SidecarBook(
+        book=book, paths=(sidecar.path,), content_hashes=(sidecar.content_hash,),
+        status=exact_text(status) if isinstance(status, str) and status else "reading",
+        status_modified=local_date(summary.get("modified")),
+        rating=_int_in_range(summary.get("rating"), 1, 5), review=exact_text(summary.get("note")) or None,
+        percent_finished=float(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool)
+        and 0 <= percent <= 1 else None,
+        doc_pages=book.page_count, last_opened_at=sidecar.modified_at, identifiers=schemes,
+        highlights=tuple(highlights),
+    )
+
+
+def transform_sidecars(sidecars: Iterable[SidecarFile]) -> tuple[dict[str, SidecarBook], Counter]:
+    """One sidecar per book: of several (storage modes, or devices' folders) the most recently modified
+    wins, as in KOReader; every file of the book stays in its fingerprint. Also counts the skipped ones."""
+    by_key: dict[str, list[tuple[SidecarFile, SidecarBook]]] = {}
+    skipped: Counter = Counter()
+    for sidecar in sidecars:
+        book = transform_sidecar(sidecar)
+        if book is None:
+            skipped["no usable md5"] += 1
+            continue
+        by_key.setdefault(book.book.book_key, []).append((sidecar, book))
+    chosen = {}
+    for key, candidates in by_key.items():
+        candidates.sort(key=lambda pair: (pair[0].modified_at, pair[0].path))
+        files = sorted(candidates, key=lambda pair: pair[0].path)
+        chosen[key] = dataclasses.replace(
+            candidates[-1][1], paths=tuple(f.path for f, _b in files),
+            content_hashes=tuple(f.content_hash for f, _b in files))
+    return chosen, skipped
 
 
 @dataclass(frozen=True)
@@ -1128,6 +1591,51 @@ CREATE TABLE IF NOT EXISTS reading_sessions (
     UNIQUE (book_id, start_time, device)
 );
 CREATE INDEX IF NOT EXISTS reading_sessions_start ON reading_sessions (start_time);
+-- KOReader's sidecars (current state per device): the fingerprint of each file, what each says of its
+-- book, and its highlights, notes and page bookmarks.
+CREATE TABLE IF NOT EXISTS sidecar_files (
+    device_id    integer NOT NULL REFERENCES devices,
+    sidecar_path text NOT NULL,
+    content_hash text NOT NULL,
+    book_id      integer REFERENCES books ON DELETE CASCADE,
+    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, sidecar_path)
+);
+CREATE TABLE IF NOT EXISTS book_sidecars (
+    device_id        integer NOT NULL REFERENCES devices,
+    book_id          integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    sidecar_path     text NOT NULL,
+    status           text NOT NULL,
+    status_modified  date,
+    rating           smallint CHECK (rating BETWEEN 1 AND 5),
+    review           text,
+    percent_finished double precision CHECK (percent_finished BETWEEN 0 AND 1),
+    doc_pages        integer,
+    last_opened_at   timestamptz,
+    identifiers      text[] NOT NULL DEFAULT '{}',
+    loaded_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, book_id)
+);
+CREATE TABLE IF NOT EXISTS highlights (
+    device_id     integer NOT NULL REFERENCES devices,
+    book_id       integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    position      integer NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('highlight', 'note', 'bookmark')),
+    text          text,
+    note          text,
+    chapter       text,
+    page          integer,
+    pageref       text,
+    pos0          text,
+    pos1          text,
+    color         text,
+    drawer        text,
+    created_local timestamp,
+    updated_local timestamp,
+    created_at    timestamptz,
+    updated_at    timestamptz,
+    PRIMARY KEY (device_id, book_id, position)
+);
 CREATE TABLE IF NOT EXISTS etl_runs (
     run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     run_uuid           uuid NOT NULL,
@@ -1186,9 +1694,46 @@ SELECT b.book_id, b.title,
        min(s.start_time) AS first_read_at,
        max(s.end_time) AS last_read_at,
        coalesce(max(s.read_number), 0) AS reads,
-       count(DISTINCT s.device) AS devices
+       count(DISTINCT s.device) AS devices,
+       (SELECT bs.status FROM book_sidecars bs WHERE bs.book_id = b.book_id
+        ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1) AS status,
+       (SELECT bs.rating FROM book_sidecars bs WHERE bs.book_id = b.book_id
+        ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1) AS rating,
+       (SELECT count(*) FROM highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark') AS highlights
 FROM books b LEFT JOIN reading_sessions s ON s.book_id = b.book_id
 GROUP BY b.book_id;
+
+-- One row per finish: every read (read_number) that reached the end, and the sidecar's "complete"
+-- status, reconciled: a status set during a read that reached the end is that read's finish, not a
+-- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
+CREATE OR REPLACE VIEW finished_books AS
+WITH reads AS (
+    SELECT book_id, read_number, min(start_time) AS started_at, max(end_time) AS ended_at,
+           bool_or(total_pages > 0 AND 10 * end_page >= 9 * total_pages) AS reached_end,
+           lead(min(start_time)) OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
+    FROM reading_sessions WHERE data_source = 'koreader'
+    GROUP BY book_id, read_number
+), marked AS (
+    SELECT DISTINCT ON (book_id) book_id, status_modified
+    FROM book_sidecars WHERE status = 'complete'
+    ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
+), finishes AS (
+    SELECT r.book_id, r.read_number, r.ended_at AS finished_at,
+           m.status_modified AS marked_complete_on,
+           CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
+    FROM reads r
+    LEFT JOIN marked m ON m.book_id = r.book_id
+     AND (m.status_modified IS NULL OR m.status_modified >= r.started_at::date)
+     AND (r.next_read_at IS NULL OR m.status_modified < r.next_read_at::date)
+    WHERE r.reached_end
+)
+SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
+       AS finished_on, f.evidence
+FROM finishes f JOIN books b USING (book_id)
+UNION ALL
+SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status'
+FROM marked m JOIN books b USING (book_id)
+WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
 
 -- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
 CREATE OR REPLACE VIEW page_view_times AS
@@ -1254,8 +1799,8 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
 
 # Views are re-created whole on an upgrade: CREATE OR REPLACE VIEW cannot change a view's columns.
-VIEWS = ("tandem_reading_sessions", "publisher_analytics", "author_analytics", "reading_streaks", "reading_timeline",
-         "page_view_times", "book_stats")
+VIEWS = ("finished_books", "tandem_reading_sessions", "publisher_analytics", "author_analytics", "reading_streaks",
+         "reading_timeline", "page_view_times", "book_stats")
 
 # Upgrades of a warehouse made by an older release, by the version they start from; each runs inside
 # the run's transaction before SCHEMA_DDL, and none loses history.
@@ -1320,6 +1865,51 @@ WHERE d.name = %(device)s;
 
 DEVICE_SETTINGS_SQL = """
 UPDATE devices SET timezone = %(timezone)s, clock = %(clock)s WHERE device_id = %(device_id)s;
+UPDATE highlights SET created_at = created_local AT TIME ZONE %(timezone)s,
+                      updated_at = updated_local AT TIME ZONE %(timezone)s
+WHERE device_id = %(device_id)s;
+"""
+
+SIDECAR_PRINTS_SQL = "SELECT sidecar_path, content_hash FROM sidecar_files WHERE device_id = %(device_id)s"
+
+# The changed sidecars of this device: what each says of its book, its highlights (replaced whole: one
+# the reader deleted disappears), and the fingerprints of its files. Books come from BOOKS_SQL first.
+SIDECARS_SQL = """
+CREATE TEMP TABLE incoming_sidecars ON COMMIT DROP AS
+SELECT s.*, b.book_id
+FROM jsonb_to_recordset(%(sidecars)s::jsonb) AS s(
+    book_key text, paths text[], hashes text[], status text, status_modified date, rating smallint, review text,
+    percent_finished double precision, doc_pages integer, last_opened_at double precision, identifiers text[],
+    highlights jsonb)
+JOIN books b USING (book_key);
+INSERT INTO book_sidecars AS t (device_id, book_id, sidecar_path, status, status_modified, rating, review,
+                                percent_finished, doc_pages, last_opened_at, identifiers)
+SELECT %(device_id)s, book_id, paths[1], status, status_modified, rating, review, percent_finished, doc_pages,
+       to_timestamp(last_opened_at), identifiers
+FROM incoming_sidecars
+ON CONFLICT (device_id, book_id) DO UPDATE
+SET sidecar_path = EXCLUDED.sidecar_path, status = EXCLUDED.status, status_modified = EXCLUDED.status_modified,
+    rating = EXCLUDED.rating, review = EXCLUDED.review, percent_finished = EXCLUDED.percent_finished,
+    doc_pages = EXCLUDED.doc_pages, last_opened_at = EXCLUDED.last_opened_at, identifiers = EXCLUDED.identifiers,
+    loaded_at = now();
+DELETE FROM highlights h USING incoming_sidecars i WHERE h.device_id = %(device_id)s AND h.book_id = i.book_id;
+INSERT INTO highlights (device_id, book_id, position, kind, text, note, chapter, page, pageref, pos0, pos1, color,
+                        drawer, created_local, updated_local, created_at, updated_at)
+SELECT %(device_id)s, i.book_id, h.position, h.kind, h.text, h.note, h.chapter, h.page, h.pageref, h.pos0, h.pos1,
+       h.color, h.drawer, h.created_local, h.updated_local, h.created_local AT TIME ZONE %(timezone)s,
+       h.updated_local AT TIME ZONE %(timezone)s
+FROM incoming_sidecars i
+CROSS JOIN LATERAL jsonb_to_recordset(i.highlights) AS h(
+    position integer, kind text, text text, note text, chapter text, page integer, pageref text, pos0 text,
+    pos1 text, color text, drawer text, created_local timestamp, updated_local timestamp);
+INSERT INTO sidecar_files AS f (device_id, sidecar_path, content_hash, book_id)
+SELECT %(device_id)s, p.path, p.hash, i.book_id
+FROM incoming_sidecars i CROSS JOIN LATERAL unnest(i.paths, i.hashes) AS p(path, hash)
+ON CONFLICT (device_id, sidecar_path) DO UPDATE
+SET content_hash = EXCLUDED.content_hash, book_id = EXCLUDED.book_id, loaded_at = now();
+INSERT INTO load_counts
+SELECT 'sidecars_loaded', count(*) FROM incoming_sidecars
+UNION ALL SELECT 'highlights_loaded', coalesce(sum(jsonb_array_length(highlights)), 0) FROM incoming_sidecars;
 """
 
 BOOKS_SQL = """
@@ -1599,13 +2189,9 @@ class Source:
     census: Census
     ids_of_key: dict[str, list[int]]
     modified_at: float
+    newest_start: Optional[int] = None  # of the valid page rows: what Syncthing last brought
     stale_warning: Optional[str] = None
-
-    @property
-    def newest_start(self) -> Optional[int]:
-        """The latest start_time of the file's valid-looking rows (what Syncthing last brought)."""
-        starts = [fp.last_start for fp in self.census.fingerprints.values() if fp.row_count]
-        return max(starts) if starts else None
+    sidecars: dict[str, SidecarBook] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -1623,6 +2209,8 @@ class LoadResult:
     sessions_unchanged: int = 0
     sessions_removed: int = 0
     books_merged: int = 0
+    sidecars_loaded: int = 0
+    highlights_loaded: int = 0
     sample: list[tuple] = dataclasses.field(default_factory=list)
 
 
@@ -1917,8 +2505,9 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     changed = changed_book_keys(source.census.fingerprints, stored_prints)
     result = LoadResult(books_changed=len(changed))
     load_log.info("%d of %d books changed since this device's last load", len(changed), len(source.books))
-    if changed or device.settings_changed or device.gap_changed or device.gap_unrecorded:
-        book_ids = load_changed_books(cursor, config, source, changed, device, result)
+    sidecars = changed_sidecars(cursor, source, device) if config.sidecar_dir else []
+    if changed or sidecars or device.settings_changed or device.gap_changed or device.gap_unrecorded:
+        book_ids = load_changed_books(cursor, config, source, changed, device, result, sidecars)
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             result.sample = cursor.fetchall()
@@ -1931,8 +2520,31 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     return result
 
 
+def changed_sidecars(cursor, source: Source, device: DeviceState) -> list[SidecarBook]:
+    """The sidecars whose files differ from this device's last load (one round trip)."""
+    cursor.execute(SIDECAR_PRINTS_SQL, {"device_id": device.device_id})
+    stored = dict(cursor.fetchall())
+    changed = [sidecar for sidecar in source.sidecars.values()
+               if any(stored.get(path) != digest for path, digest in zip(sidecar.paths, sidecar.content_hashes))]
+    component_logger("LOAD").info("%d of %d sidecars changed since this device's last load", len(changed),
+                                  len(source.sidecars))
+    return changed
+
+
+def sidecar_payload(sidecars: Sequence[SidecarBook]) -> str:
+    """The changed sidecars as JSON for SIDECARS_SQL."""
+    return json.dumps([
+        {"book_key": s.book.book_key, "paths": list(s.paths), "hashes": list(s.content_hashes), "status": s.status,
+         "status_modified": s.status_modified, "rating": s.rating, "review": s.review,
+         "percent_finished": s.percent_finished, "doc_pages": s.doc_pages, "last_opened_at": s.last_opened_at,
+         "identifiers": [f"{scheme}:{value}" for scheme, value in s.identifiers],
+         "highlights": [dict(dataclasses.asdict(h), position=n) for n, h in enumerate(s.highlights, 1)]}
+        for s in sidecars
+    ])
+
+
 def load_changed_books(cursor, config: Config, source: Source, changed: list[str], device: DeviceState,
-                       result: LoadResult) -> list[int]:
+                       result: LoadResult, sidecars: Sequence[SidecarBook] = ()) -> list[int]:
     """Send the changed books and their page rows, and derive the affected books' sessions again.
 
     Books created by this run take the direct path; the others are merged with what other devices
@@ -1940,9 +2552,11 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
     """
     book_rows: dict[str, tuple[int, bool, bool]] = {}
     merged: list[str] = []
-    if changed:
+    # A sidecar whose book no statistics file reported (finished on paper, say) still lands, as a book.
+    sidecar_books = [s.book for s in sidecars if s.book.book_key not in source.books]
+    if changed or sidecar_books:
         book_rows, result.books_merged = load_books(
-            cursor, [source.books[key] for key in changed], source.ids_of_key, device.device_id)
+            cursor, [source.books[key] for key in changed] + sidecar_books, source.ids_of_key, device.device_id)
         result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
         result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
         ids_by_key = source.census.ids_by_key
@@ -1964,8 +2578,9 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
             progress.done()
     statements = DEVICE_SETTINGS_SQL if device.settings_changed else ""
     statements += LOAD_COUNTS_SQL + (MERGE_PAGES_SQL if merged else "") + REDERIVE_SQL + FRESH_SESSIONS_SQL
-    statements += APPLY_SESSIONS_SQL
+    statements += APPLY_SESSIONS_SQL + (SIDECARS_SQL if sidecars else "")
     params = {
+        "sidecars": sidecar_payload(sidecars),
         "device_id": device.device_id,
         "timezone": device.timezone,
         "clock": device.clock,
@@ -1993,7 +2608,8 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
     result.sessions_removed = counts["sessions_removed"]
     result.sessions_unchanged = max(
         0, counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"])
-    return sorted(book_id for book_id, _new, _updated in book_rows.values())
+    result.sidecars_loaded, result.highlights_loaded = counts["sidecars_loaded"], counts["highlights_loaded"]
+    return sorted(book_id for key, (book_id, _new, _updated) in book_rows.items() if key in source.books)
 
 
 def copy_text(value: str) -> str:
@@ -2148,6 +2764,9 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
         "%ssessions: %d inserted, %d updated, %d unchanged, %d merged away",
         prefix, result.sessions_inserted, result.sessions_updated, result.sessions_unchanged, result.sessions_removed,
     )
+    if result.sidecars_loaded:
+        report_log.info("%ssidecars: %d books' status and %d highlights, notes and bookmarks", prefix,
+                        result.sidecars_loaded, result.highlights_loaded)
     for title, device, start, minutes, pages, first, last, read in result.sample:
         report_log.info(
             "  sample: %s UTC | %s | %s | %d min | %d pages (%s-%s) | read %d",
@@ -2204,12 +2823,23 @@ SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM reading_sessions),
 STATUS_BOOKS_SQL = """
 SELECT title, reading_hours, sessions, reads FROM book_stats ORDER BY reading_seconds DESC, title LIMIT 5
 """
+STATUS_FINISHED_SQL = """
+SELECT finished_on, title, coalesce(read_number::text, ''), evidence FROM finished_books
+ORDER BY finished_on DESC, title LIMIT 5
+"""
+STATUS_HIGHLIGHTS_SQL = r"""
+SELECT h.created_at, b.title, h.kind, left(regexp_replace(coalesce(h.text, ''), '\s+', ' ', 'g'), 60)
+FROM highlights h JOIN books b USING (book_id) WHERE h.kind <> 'bookmark'
+ORDER BY h.created_at DESC NULLS LAST, b.title, h.position LIMIT 3
+"""
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence]) -> None:
     def show(value) -> str:
-        if hasattr(value, "strftime"):
+        if isinstance(value, datetime.datetime):
             return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+        if isinstance(value, datetime.date):
+            return value.isoformat()
         return "" if value is None else str(value)
 
     cells = [[show(v) for v in row] for row in rows]
@@ -2265,6 +2895,12 @@ def show_status(conn) -> None:
     print(f"\nWarehouse: {books} books, {sessions} reading sessions, {hours} hours of reading")
     cursor.execute(STATUS_BOOKS_SQL)
     print_table("Most read books", ["title", "hours", "sessions", "reads"], cursor.fetchall())
+    cursor.execute(STATUS_FINISHED_SQL)
+    print_table("Last finished books", ["finished", "title", "read", "from"], cursor.fetchall())
+    cursor.execute(STATUS_HIGHLIGHTS_SQL)
+    highlights = cursor.fetchall()
+    if highlights:
+        print_table("Latest highlights", ["created", "title", "kind", "text"], highlights)
 
 
 def ping_healthcheck(config: Config, suffix: str, body: str = "") -> None:
@@ -2356,6 +2992,19 @@ class LogTail(logging.Handler):
 # --------------------------------------------------------------------------------------
 
 
+def extract_sidecars(folder: Path) -> dict[str, SidecarBook]:
+    """Read and transform the sidecars of ``folder``; a file that does not parse is a warning, never a failure."""
+    sidecar_files, skipped = find_sidecars(folder)
+    sidecars, unmatched = transform_sidecars(sidecar_files)
+    skipped.update(unmatched)
+    reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
+    component_logger("EXTRACT").info(
+        "read %d sidecars of %d books in %s%s", len(sidecar_files), len(sidecars), folder,
+        f"; skipped {sum(skipped.values())} ({reasons})" if skipped else "",
+    )
+    return sidecars
+
+
 def stale_warning(path: Path, newest_start: Optional[int], modified_at: float, now: int, days: int) -> Optional[str]:
     """A warning when neither the newest page row nor the file's modification is within ``days``:
     Syncthing has probably stopped bringing the file. None while the file looks current (or days is 0)."""
@@ -2385,7 +3034,11 @@ def extract(config: Config, workdir: Path) -> Source:
     ids_of_key: dict[str, list[int]] = {}
     for id_book, key in key_of.items():
         ids_of_key.setdefault(key, []).append(id_book)
-    source = Source(conn, version, now, books, census, ids_of_key, modified_at)
+    # The newest start of a book with rows dated after the valid window is unknown, so it is left out.
+    bounds = page_row_bounds(now)
+    starts = [fp.last_start for fp in census.fingerprints.values()
+              if fp.row_count and bounds["earliest"] <= fp.last_start <= bounds["latest"]]
+    source = Source(conn, version, now, books, census, ids_of_key, modified_at, newest_start=max(starts, default=None))
     source.stale_warning = stale_warning(config.stats_db, source.newest_start, modified_at, now,
                                          config.stale_after_days)
     return source
@@ -2413,6 +3066,8 @@ def run(config: Config) -> int:
                 record_failed_run(config, target, None, exc)
             raise
         try:
+            if config.sidecar_dir:
+                source.sidecars = extract_sidecars(config.sidecar_dir)
             report_extract(source)
             if target is None:
                 etl_log.warning("no database configured; previewing from the file alone")

@@ -153,7 +153,9 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
                           "ORDER BY reading_seconds DESC, name LIMIT 10")
     ]
     assert data["streaks"]["longest"] == longest_run(days)
-    assert data["finished_by_year"] is None
+    finished = query(database_url, "SELECT extract(year FROM finished_on)::int, count(DISTINCT book_id)::int "
+                                   "FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
+    assert data["finished_by_year"] == [{"year": year, "books": books} for year, books in finished]
 
 
 def longest_run(days):
@@ -189,21 +191,17 @@ def test_the_current_streak_ends_today_or_yesterday_on_the_readers_clock(tmp_pat
         "last_day": (today - datetime.timedelta(days=10)).isoformat(), "days": 5}
 
 
-def test_sidecar_columns_and_finished_books_appear_when_the_warehouse_has_them(berlin_history, database_url, tmp_path):
+def test_optional_book_columns_appear_when_the_warehouse_has_them(berlin_history, database_url, tmp_path):
     plain = (tmp_path / "plain.html")
     write(database_url, plain)
-    assert "<th>Status</th>" not in plain.read_text() and "sidecar files are loaded" in plain.read_text()
-    # The columns that the sidecar and Calibre issues add to book_stats, and their finished_books view.
+    assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th></tr>", plain.read_text())
+    assert "<th>Tags</th>" not in plain.read_text()
+    # A column that the Calibre issue adds to book_stats.
     query(database_url, "ALTER VIEW book_stats RENAME TO book_stats_koreader")
     query(database_url, """
         CREATE VIEW book_stats AS
-        SELECT k.*, CASE WHEN k.reads > 1 THEN 'complete' ELSE 'reading' END AS status, 4 AS rating,
-               7 AS highlights, ARRAY['sf', 'classic'] AS tags
-        FROM book_stats_koreader k""")
-    query(database_url, """
-        CREATE VIEW finished_books AS
-        SELECT book_id, min(end_time) AS finished_at FROM reading_sessions WHERE read_number = 2 GROUP BY book_id""")
-    path = tmp_path / "sidecars.html"
+        SELECT k.*, ARRAY['sf', 'classic'] AS tags FROM book_stats_koreader k""")
+    path = tmp_path / "tags.html"
 
     write(database_url, path)
 
@@ -212,9 +210,9 @@ def test_sidecar_columns_and_finished_books_appear_when_the_warehouse_has_them(b
     assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th><th>Tags</th></tr>", page)
     assert "<th>Publisher</th>" not in page
     assert "<td>sf, classic<" in page
-    assert {b["status"] for b in data["books"]} == {"complete", "reading"}
-    finished = query(database_url, "SELECT extract(year FROM finished_at AT TIME ZONE 'Europe/Berlin')::int, "
-                                   "count(*)::int FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
+    assert {tuple(b["tags"]) for b in data["books"]} == {("sf", "classic")}
+    finished = query(database_url, "SELECT extract(year FROM finished_on)::int, count(DISTINCT book_id)::int "
+                                   "FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
     assert finished and data["finished_by_year"] == [{"year": year, "books": books} for year, books in finished]
     assert '<th class="n">Finished</th>' in page and "Books finished per year" in page
     assert page_problems(page) == []
@@ -450,7 +448,7 @@ def test_an_empty_warehouse_gives_a_valid_page_that_says_so(tmp_path, etl, datab
     assert data["books"] == ([] if not tables else [{
         "book_id": data["books"][0]["book_id"], "title": "Stoner", "authors": "John Williams", "series": None,
         "sessions": 0, "reading_seconds": 0, "first_read_at": None, "last_read_at": None, "reads": 0,
-        "pages_read": 0}])
+        "status": None, "rating": None, "highlights": 0, "pages_read": 0}])
 
 
 def test_the_report_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path, database_url):
