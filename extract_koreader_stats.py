@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 import traceback
+import unicodedata
 import urllib.parse
 import urllib.request
 import uuid
@@ -231,6 +232,7 @@ class Setting:
 SETTINGS = (
     Setting("KOREADER_STATS_DB", DEFAULT_STATS_DB, "path of KOReader's statistics.sqlite3"),
     Setting("KOREADER_SIDECAR_DIR", None, "folder holding KOReader's sidecars (*.sdr/metadata.*.lua), optional"),
+    Setting("CALIBRE_LIBRARY", None, "Calibre library folder (with metadata.db), optional"),
     Setting("DATABASE_URL", None, "PostgreSQL URL, or 'embedded' / 'embedded:/dir'"),
     Setting("NEON_HOST", None, "Neon host, instead of DATABASE_URL"),
     Setting("NEON_USER", None, "Neon user"),
@@ -261,6 +263,7 @@ class Config:
 
     stats_db: Path
     sidecar_dir: Optional[Path]
+    calibre_library: Optional[Path]
     database_url: Optional[str]
     neon: dict[str, Optional[str]]
     device: str
@@ -305,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
+    parser.add_argument("--calibre-library", metavar="DIR",
+                        help="Calibre library folder (holding metadata.db), read for publishers, tags, series and "
+                             "ISBNs (CALIBRE_LIBRARY)")
     parser.add_argument("--sidecar-dir", metavar="DIR",
                         help="folder of KOReader's sidecar files, read for status, ratings and highlights "
                              "(KOREADER_SIDECAR_DIR)")
@@ -457,9 +463,14 @@ def load_config(args: argparse.Namespace) -> Config:
     if sidecar_dir and not Path(sidecar_dir).expanduser().is_dir():
         raise ConfigError(f"the sidecar folder {sidecar_dir} does not exist or is not a folder; "
                           "check --sidecar-dir or KOREADER_SIDECAR_DIR")
+    calibre_library = setting("CALIBRE_LIBRARY", args.calibre_library)
+    if calibre_library and not (Path(calibre_library).expanduser() / "metadata.db").is_file():
+        raise ConfigError(f"{calibre_library} is not a Calibre library (no metadata.db in it); "
+                          "check --calibre-library or CALIBRE_LIBRARY")
     return Config(
         stats_db=Path(setting("KOREADER_STATS_DB", args.stats_db)).expanduser(),
         sidecar_dir=Path(sidecar_dir).expanduser() if sidecar_dir else None,
+        calibre_library=Path(calibre_library).expanduser() if calibre_library else None,
         database_url=setting("DATABASE_URL", args.database_url),
         neon={k: setting(f"NEON_{k.upper()}") for k in ("host", "user", "password", "database", "port")},
         device=device,
@@ -600,13 +611,14 @@ def _file_state(path: Path) -> Optional[tuple[int, int]]:
     return info.st_size, info.st_mtime_ns
 
 
-def copy_snapshot(source: Path, workdir: Path, attempts: int = 3) -> Path:
-    """Copy the database and its -wal into ``workdir``, retrying while Syncthing changes them.
+def copy_snapshot(source: Path, workdir: Path, attempts: int = 3, name: str = "statistics.sqlite3") -> Path:
+    """Copy an SQLite database and its -wal into ``workdir``, retrying while Syncthing (or Calibre) changes them.
 
-    Only reads the source: nothing is created beside it and no timestamp changes.
+    Only reads the source: nothing is created beside it (SQLite itself would add a -shm) and no
+    timestamp changes.
     """
     wal = Path(f"{source}-wal")
-    target = workdir / "statistics.sqlite3"
+    target = workdir / name
     for attempt in range(attempts):
         before = (_file_state(source), _file_state(wal))
         try:
@@ -698,7 +710,8 @@ PAGE_ROW_PROBLEM_SQL = (
 
 
 def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[int]) -> tuple[list, list]:
-    """Count the page rows in two passes inside SQLite.
+    """Count the page rows in two passes inside SQLite (one pass grouping the checks per book id was
+    measured twice as slow).
 
     Returns the skipped rows by reason, from a plain scan (cheap: valid rows only pass the
     checks), and per KOReader book id the fingerprint of all its rows: count, duration sum,
@@ -1039,6 +1052,106 @@ def find_sidecars(root: Path) -> tuple[list[SidecarFile], Counter]:
 
 
 # --------------------------------------------------------------------------------------
+# Extract: a Calibre library (metadata.db, as Calibre-Web-Automated keeps it), read from a snapshot
+# --------------------------------------------------------------------------------------
+
+CALIBRE_UNKNOWN_DATE = "0101-01-01"  # calibre's "undefined date"
+# Offsets of KOReader's partial md5: 1 KiB samples at 1024 << 2i for i = -1..10 (i = -1 wraps to 0).
+PARTIAL_MD5_OFFSETS = (0,) + tuple(1024 << (2 * i) for i in range(11))
+
+
+@dataclass(frozen=True)
+class CalibreBook:
+    """One book of the library, with what the warehouse keeps of it."""
+
+    calibre_id: int
+    uuid: Optional[str]
+    title: str
+    authors: tuple[str, ...]
+    publisher: Optional[str]
+    published_on: Optional[str]
+    series: Optional[str]
+    series_index: Optional[float]
+    languages: tuple[str, ...]
+    rating: Optional[int]  # stars, 1-5
+    tags: tuple[str, ...]
+    identifiers: tuple[tuple[str, str], ...]
+    formats: tuple[tuple[str, str], ...]  # (format, file path relative to the library)
+    ko_md5: Optional[str]
+    ko_status: Optional[str]
+
+
+@dataclass(frozen=True)
+class CalibreLibrary:
+    """A library as read at one moment: its books, CWA's checksums, and a digest of it all."""
+
+    books: dict[int, CalibreBook]
+    cwa_checksums: tuple[tuple[int, str], ...]  # (calibre id, KOReader md5)
+    fingerprint: str
+
+
+def koreader_partial_md5(path: Path) -> Optional[str]:
+    """KOReader's partial md5 of a file (its statistics' book.md5), or None when it cannot be read."""
+    digest = hashlib.md5()
+    try:
+        with path.open("rb") as handle:
+            for offset in PARTIAL_MD5_OFFSETS:
+                handle.seek(offset)
+                sample = handle.read(1024)
+                if not sample:
+                    break
+                digest.update(sample)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+CALIBRE_QUERIES = {
+    "authors": "SELECT l.book, a.name FROM books_authors_link l JOIN authors a ON a.id = l.author"
+               " ORDER BY l.book, l.id",
+    "publishers": "SELECT l.book, p.name FROM books_publishers_link l JOIN publishers p ON p.id = l.publisher",
+    "series": "SELECT l.book, s.name FROM books_series_link l JOIN series s ON s.id = l.series",
+    "tags": "SELECT l.book, t.name FROM books_tags_link l JOIN tags t ON t.id = l.tag ORDER BY l.book, t.name",
+    "identifiers": "SELECT book, lower(type), val FROM identifiers ORDER BY book, type",
+    "languages": "SELECT l.book, g.lang_code FROM books_languages_link l JOIN languages g ON g.id = l.lang_code"
+                 " ORDER BY l.book, l.item_order, l.id",
+    "ratings": "SELECT l.book, r.rating FROM books_ratings_link l JOIN ratings r ON r.id = l.rating",
+    "formats": "SELECT book, format, name FROM data ORDER BY book, format",
+}
+
+
+def custom_column_values(conn: sqlite3.Connection, label: str) -> dict[int, object]:
+    """calibre id -> value of the custom column ``#label`` (the KOReader plugin's), when the library has it."""
+    row = conn.execute("SELECT id, normalized FROM custom_columns WHERE label = ? AND mark_for_delete = 0",
+                       (label,)).fetchone()
+    if row is None:
+        return {}
+    number, normalized = row
+    query = (f"SELECT l.book, v.value FROM books_custom_column_{number}_link l JOIN custom_column_{number} v"
+             f" ON v.id = l.value" if normalized else f"SELECT book, value FROM custom_column_{number}")
+    return dict(conn.execute(query).fetchall())
+
+
+def extract_calibre_library(library: Path, workdir: Path) -> CalibreLibrary:
+    """Read the library's metadata from a checked snapshot; only tables, so no calibre function is needed."""
+    conn = sqlite3.connect(copy_snapshot(library / "metadata.db", workdir, name="calibre-metadata.db"))
+    try:
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check}")
+        parts = {name: conn.execute(query).fetchall() for name, query in CALIBRE_QUERIES.items()}
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        cwa = conn.execute("SELECT book, lower(checksum) FROM book_format_checksums ORDER BY book, checksum"
+                           ).fetchall() if "book_format_checksums" in tables else []
+        ko_md5, ko_status = custom_column_values(conn, "ko_md5"), custom_column_values(conn, "ko_status")
+        rows = conn.execute("SELECT id, uuid, title, pubdate, series_index, path, last_modified FROM books"
+                            " ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    return transform_calibre_library(rows, parts, cwa, ko_md5, ko_status)
+
+
+# --------------------------------------------------------------------------------------
 # Transform: pure functions, no I/O
 # --------------------------------------------------------------------------------------
 
@@ -1354,6 +1467,189 @@ def transform_sidecars(sidecars: Iterable[SidecarFile]) -> tuple[dict[str, Sidec
     return chosen, skipped
 
 
+def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, ko_status: dict) -> CalibreLibrary:
+    """The library's books as the warehouse keeps them, and a digest of everything read."""
+    grouped: dict[str, dict[int, list]] = {name: {} for name in parts}
+    for name, part_rows in parts.items():
+        for book, *values in part_rows:
+            grouped[name].setdefault(book, []).append(values[0] if len(values) == 1 else tuple(values))
+    books = {}
+    for calibre_id, uuid_text, title, pubdate, series_index, path, _modified in rows:
+        ratings = grouped["ratings"].get(calibre_id, [])
+        stars = _int_in_range(ratings[0], 1, 10) if ratings else None
+        books[calibre_id] = CalibreBook(
+            calibre_id=calibre_id, uuid=clean_text(uuid_text), title=clean_text(title) or "",
+            # calibre stores a comma inside one name as "|"
+            authors=tuple(clean_text(name.replace("|", ",")) or "" for name in grouped["authors"].get(calibre_id, [])),
+            publisher=next(iter(grouped["publishers"].get(calibre_id, [])), None),
+            published_on=calibre_date(pubdate),
+            series=next(iter(grouped["series"].get(calibre_id, [])), None),
+            series_index=float(series_index) if isinstance(series_index, (int, float)) and math.isfinite(series_index)
+            and grouped["series"].get(calibre_id) else None,
+            languages=tuple(grouped["languages"].get(calibre_id, [])),
+            rating=(stars + 1) // 2 if stars else None,
+            tags=tuple(grouped["tags"].get(calibre_id, [])),
+            identifiers=tuple(grouped["identifiers"].get(calibre_id, [])),
+            formats=tuple((fmt, f"{path}/{name}.{str(fmt).lower()}")
+                          for fmt, name in grouped["formats"].get(calibre_id, [])),
+            ko_md5=normalise_md5(ko_md5.get(calibre_id)), ko_status=clean_text(ko_status.get(calibre_id)),
+        )
+    fingerprint = hashlib.sha1(json.dumps([rows, parts, cwa, sorted(ko_md5.items()), sorted(
+        (k, str(v)) for k, v in ko_status.items())], default=str).encode()).hexdigest()
+    return CalibreLibrary(books, tuple((book, md5) for book, md5 in cwa if normalise_md5(md5)), fingerprint)
+
+
+def calibre_date(value) -> Optional[str]:
+    """A calibre date (UTC text) as YYYY-MM-DD; None for calibre's undefined date or anything else."""
+    text = value if isinstance(value, str) else ""
+    if not SIDECAR_DATE.match(text) or text.startswith(CALIBRE_UNKNOWN_DATE):
+        return None
+    return local_date(text[:10])
+
+
+# Matching a warehouse book to a Calibre book: comparable titles and author names.
+SAME_CHARACTERS = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
+})
+LATIN_ACCENTS = re.compile("[\u0300-\u036f]")  # not every combining mark: kana voicing marks carry meaning
+TRAILING_BRACKETS = re.compile(r"\s*[(\[{][^()\[\]{}]*[)\]}]\s*$")
+LEADING_ARTICLE = re.compile(r"^(the|a|an) ")
+SUBTITLE = re.compile(r"\s*:\s*|\s+-\s+")
+NAME_SUFFIX = re.compile(r"(jr|sr|ii|iii|iv)\.?", re.IGNORECASE)
+MATCH_RULES = ("cwa_checksum", "ko_md5_column", "file_md5", "identifier", "title_author")
+
+
+def normalise_text(text: str) -> str:
+    """NFKC, one kind of quote and dash, ``&`` as "and", case-folded, Latin accents and punctuation dropped."""
+    text = unicodedata.normalize("NFKC", text).translate(SAME_CHARACTERS).replace("&", " and ")
+    text = LATIN_ACCENTS.sub("", unicodedata.normalize("NFKD", text.casefold()))
+    text = unicodedata.normalize("NFC", text).replace("'", "")  # "Alice's" -> "alices"
+    return " ".join(re.sub(r"[\W_]+", " ", text).split())
+
+
+def title_forms(text: str) -> tuple[str, str]:
+    """(full title, main title before ``:`` or `` - ``), normalised, without a series or edition suffix in
+    brackets ("Guards! Guards! (Discworld, #8)") or a leading English article."""
+    text = text.translate(SAME_CHARACTERS).strip()
+    while True:
+        suffix = TRAILING_BRACKETS.search(text)
+        if not suffix or suffix.start() == 0:
+            break
+        text = text[:suffix.start()]
+    full, main = (LEADING_ARTICLE.sub("", normalise_text(part)) for part in (text, SUBTITLE.split(text, 1)[0]))
+    return full, main
+
+
+def titles_agree(one: str, other: str) -> bool:
+    """The same full title, or one is the other's main title; two different subtitles do not agree."""
+    full_one, main_one = title_forms(one)
+    full_other, main_other = title_forms(other)
+    return bool(full_one) and (full_one in (full_other, main_other) or main_one == full_other)
+
+
+def normalise_author(name: str) -> str:
+    """A comparable author name: calibre's "Le Guin, Ursula K." equals KOReader's "Ursula K. Le Guin"."""
+    name = name.replace("|", ",").strip()
+    if name.count(",") == 1:
+        last, first = (part.strip() for part in name.split(","))
+        if first and last and not NAME_SUFFIX.fullmatch(first):
+            name = f"{first} {last}"
+    return normalise_text(name)
+
+
+def isbn_key(value: str) -> Optional[str]:
+    """The digits of an ISBN; a valid ISBN-10 as its ISBN-13, so both forms meet."""
+    digits = re.sub(r"[^0-9X]", "", value.upper())
+    checksum = sum((10 - i) * (10 if d == "X" else int(d)) for i, d in enumerate(digits)) if len(digits) == 10 else 1
+    if digits[:9].isdigit() and checksum % 11 == 0:
+        body = "978" + digits[:9]
+        return body + str(-sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10)
+    return digits or None
+
+
+def parse_identifier(text: str) -> tuple[str, str]:
+    """(scheme, value) of ``scheme:value``; ``urn:uuid:…`` and ``urn:isbn:…`` count as uuid and isbn."""
+    text = text.strip()
+    if text.lower().startswith("urn:"):
+        text = text[4:]
+    scheme, _sep, value = text.partition(":")
+    return scheme.strip().lower(), value.strip()
+
+
+def identifier_key(scheme: str, value: str) -> Optional[tuple[str, str]]:
+    """A key that two spellings of one identifier share (ISBN-10 and -13, case)."""
+    if scheme == "calibre":  # a calibre id holds only in the library that wrote it
+        return None
+    if scheme == "isbn":
+        isbn = isbn_key(value)
+        return ("isbn", isbn) if isbn else None
+    return (scheme, value.strip().lower())
+
+
+@dataclass(frozen=True)
+class WarehouseBook:
+    """A warehouse book as the matcher sees it, with the identifiers its sidecars hold."""
+
+    book_id: int
+    title: Optional[str]
+    authors: tuple[str, ...]
+    file_hash: Optional[str]
+    identifiers: tuple[str, ...]  # "scheme:value"
+
+
+def match_calibre_books(books: Iterable[WarehouseBook], library: CalibreLibrary,
+                        file_md5s: dict[int, set[str]]) -> dict[int, tuple[int, str]]:
+    """book_id -> (calibre id, rule), by the first rule that finds exactly one Calibre book.
+
+    Rules, in order: an md5 the library holds (CWA's checksums, then a #ko_md5 column), the partial md5 of
+    a format file on disk, the sidecar's identifiers (uuid first, then isbn and others), then title and
+    authors. A rule that finds several books decides nothing but narrows the candidates of the next, so a
+    weaker rule never picks a book a stronger one ruled out; a book no rule decides stays unmatched.
+    """
+    def index(pairs) -> dict:
+        found: dict = {}
+        for key, calibre_id in pairs:
+            if key:
+                found.setdefault(key, set()).add(calibre_id)
+        return found
+
+    by_md5 = {
+        "cwa_checksum": index((md5, calibre_id) for calibre_id, md5 in library.cwa_checksums),
+        "ko_md5_column": index((book.ko_md5, book.calibre_id) for book in library.books.values()),
+        "file_md5": index((md5, calibre_id) for calibre_id, md5s in file_md5s.items() for md5 in md5s),
+    }
+    by_uuid = index(((book.uuid or "").lower(), book.calibre_id) for book in library.books.values())
+    by_identifier = index((identifier_key(scheme, value), book.calibre_id)
+                          for book in library.books.values() for scheme, value in book.identifiers)
+    by_authors = index((frozenset(normalise_author(a) for a in book.authors) - {""}, book.calibre_id)
+                       for book in library.books.values())
+
+    def hits(rule: str, book: WarehouseBook) -> set:
+        if rule in by_md5:
+            return by_md5[rule].get(book.file_hash, set()) if book.file_hash else set()
+        pairs = [parse_identifier(text) for text in book.identifiers]
+        if rule == "identifier":
+            uuids = set().union(*(by_uuid.get(value.lower(), set()) for scheme, value in pairs if scheme == "uuid"))
+            return uuids or set().union(*(by_identifier.get(identifier_key(s, v), set()) for s, v in pairs
+                                          if s != "uuid"))
+        authors = frozenset(normalise_author(a) for a in book.authors) - {""}
+        return {calibre_id for calibre_id in by_authors.get(authors, ()) if book.title and authors
+                and titles_agree(book.title, library.books[calibre_id].title)}
+
+    matches = {}
+    for book in books:
+        candidates: Optional[set] = None
+        for rule in MATCH_RULES:
+            found = hits(rule, book) if candidates is None else hits(rule, book) & candidates
+            if len(found) == 1:
+                matches[book.book_id] = (found.pop(), rule)
+                break
+            candidates = found or candidates
+    return matches
+
+
 @dataclass(frozen=True)
 class Fingerprint:
     """What a file holds for one book: its rows' count, duration sum, last start, rows still in the
@@ -1509,8 +1805,9 @@ CREATE TABLE IF NOT EXISTS authors (
 CREATE UNIQUE INDEX IF NOT EXISTS authors_name_md5 ON authors (md5(name));
 CREATE TABLE IF NOT EXISTS publishers (
     publisher_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name         text NOT NULL UNIQUE
+    name         text NOT NULL
 );
+CREATE UNIQUE INDEX IF NOT EXISTS publishers_name_md5 ON publishers (md5(name));
 CREATE TABLE IF NOT EXISTS books (
     book_id      integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     book_key     text NOT NULL UNIQUE,
@@ -1541,7 +1838,48 @@ CREATE TABLE IF NOT EXISTS book_editions (
     format       text,
     publisher_id integer REFERENCES publishers,
     source       text NOT NULL,
+    calibre_id   integer,
+    calibre_uuid text,
+    published_on date,
     UNIQUE (book_id, source, isbn, format)
+);
+-- A Calibre library (current state): the Calibre book each warehouse book is matched to and how,
+-- what Calibre says of it, its tags and identifiers; and the reader's own corrections of the match.
+CREATE TABLE IF NOT EXISTS calibre_match_overrides (
+    book_id    integer PRIMARY KEY REFERENCES books ON DELETE CASCADE,
+    calibre_id integer,
+    note       text
+);
+CREATE TABLE IF NOT EXISTS book_calibre (
+    book_id      integer PRIMARY KEY REFERENCES books ON DELETE CASCADE,
+    calibre_id   integer NOT NULL,
+    calibre_uuid text,
+    match_rule   text NOT NULL,
+    title        text,
+    series       text,
+    series_index double precision,
+    languages    text[] NOT NULL DEFAULT '{}',
+    rating       smallint CHECK (rating BETWEEN 1 AND 5),
+    status       text,
+    published_on date
+);
+CREATE TABLE IF NOT EXISTS tags (
+    tag_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name   text NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tags_name_md5 ON tags (md5(name));
+CREATE TABLE IF NOT EXISTS book_tags (
+    book_id integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    tag_id  integer NOT NULL REFERENCES tags,
+    source  text NOT NULL,
+    PRIMARY KEY (book_id, tag_id, source)
+);
+CREATE TABLE IF NOT EXISTS book_identifiers (
+    book_id integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    source  text NOT NULL,
+    scheme  text NOT NULL,
+    value   text NOT NULL,
+    PRIMARY KEY (book_id, source, scheme, value)
 );
 CREATE TABLE IF NOT EXISTS page_views (
     book_id     integer NOT NULL,
@@ -1662,7 +2000,8 @@ CREATE TABLE IF NOT EXISTS etl_runs (
     script_version     text NOT NULL,
     exit_code          integer,
     source_newest_at   timestamptz,
-    source_modified_at timestamptz
+    source_modified_at timestamptz,
+    notes              text
 );
 CREATE TABLE IF NOT EXISTS sync_status (
     source             text NOT NULL,
@@ -1687,7 +2026,10 @@ CREATE OR REPLACE VIEW book_stats AS
 SELECT b.book_id, b.title,
        (SELECT string_agg(a.name, '; ' ORDER BY ba.position)
           FROM book_authors ba JOIN authors a USING (author_id) WHERE ba.book_id = b.book_id) AS authors,
-       b.file_hash, b.page_count, b.language, b.series,
+       b.file_hash, b.page_count,
+       coalesce(b.language, (SELECT c.languages[1] FROM book_calibre c WHERE c.book_id = b.book_id)) AS language,
+       coalesce(b.series, (SELECT c.series || coalesce(' #' || trim_scale(c.series_index::numeric)::text, '')
+                           FROM book_calibre c WHERE c.book_id = b.book_id)) AS series,
        count(s.session_id) AS sessions,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
@@ -1695,11 +2037,17 @@ SELECT b.book_id, b.title,
        max(s.end_time) AS last_read_at,
        coalesce(max(s.read_number), 0) AS reads,
        count(DISTINCT s.device) AS devices,
-       (SELECT bs.status FROM book_sidecars bs WHERE bs.book_id = b.book_id
-        ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1) AS status,
-       (SELECT bs.rating FROM book_sidecars bs WHERE bs.book_id = b.book_id
-        ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1) AS rating,
-       (SELECT count(*) FROM highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark') AS highlights
+       coalesce((SELECT bs.status FROM book_sidecars bs WHERE bs.book_id = b.book_id
+                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
+                (SELECT c.status FROM book_calibre c WHERE c.book_id = b.book_id)) AS status,
+       coalesce((SELECT bs.rating FROM book_sidecars bs WHERE bs.book_id = b.book_id
+                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
+                (SELECT c.rating FROM book_calibre c WHERE c.book_id = b.book_id)) AS rating,
+       (SELECT count(*) FROM highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark') AS highlights,
+       (SELECT p.name FROM book_editions e JOIN publishers p USING (publisher_id) WHERE e.book_id = b.book_id
+        ORDER BY e.source, e.edition_id LIMIT 1) AS publisher,
+       (SELECT array_agg(DISTINCT g.name ORDER BY g.name) FROM book_tags bt JOIN tags g USING (tag_id)
+        WHERE bt.book_id = b.book_id) AS tags
 FROM books b LEFT JOIN reading_sessions s ON s.book_id = b.book_id
 GROUP BY b.book_id;
 
@@ -1783,6 +2131,19 @@ JOIN (SELECT DISTINCT publisher_id, book_id FROM book_editions) pb USING (publis
 LEFT JOIN reading_sessions s ON s.book_id = pb.book_id
 GROUP BY p.publisher_id;
 
+CREATE OR REPLACE VIEW tag_analytics AS
+SELECT g.tag_id, g.name AS tag,
+       count(DISTINCT bt.book_id) AS books,
+       count(s.session_id) AS sessions,
+       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
+       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
+       min(s.start_time) AS first_read_at,
+       max(s.end_time) AS last_read_at
+FROM tags g
+JOIN (SELECT DISTINCT tag_id, book_id FROM book_tags) bt USING (tag_id)
+LEFT JOIN reading_sessions s ON s.book_id = bt.book_id
+GROUP BY g.tag_id;
+
 CREATE OR REPLACE VIEW tandem_reading_sessions AS
 SELECT a.book_id,
        a.session_id AS first_session_id, a.media_type AS first_media_type,
@@ -1799,8 +2160,8 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
 
 # Views are re-created whole on an upgrade: CREATE OR REPLACE VIEW cannot change a view's columns.
-VIEWS = ("finished_books", "tandem_reading_sessions", "publisher_analytics", "author_analytics", "reading_streaks",
-         "reading_timeline", "page_view_times", "book_stats")
+VIEWS = ("tag_analytics", "finished_books", "tandem_reading_sessions", "publisher_analytics", "author_analytics",
+         "reading_streaks", "reading_timeline", "page_view_times", "book_stats")
 
 # Upgrades of a warehouse made by an older release, by the version they start from; each runs inside
 # the run's transaction before SCHEMA_DDL, and none loses history.
@@ -1814,9 +2175,13 @@ ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
 ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
 ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
 ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
+ALTER TABLE publishers DROP CONSTRAINT IF EXISTS publishers_name_key;
+ALTER TABLE book_editions ADD COLUMN IF NOT EXISTS calibre_id integer, ADD COLUMN IF NOT EXISTS calibre_uuid text,
+    ADD COLUMN IF NOT EXISTS published_on date;
 ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
-ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer, ADD COLUMN IF NOT EXISTS source_newest_at timestamptz,
-    ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
+ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer,
+    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz,
+    ADD COLUMN IF NOT EXISTS notes text;
 ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_exit_code integer,
     ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
 CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
@@ -2141,6 +2506,101 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE schema_meta.value <
 SELECT name, n FROM load_counts;
 """
 
+# Every warehouse book as the Calibre matcher needs it, the manual overrides, and the last library fingerprint.
+CALIBRE_BOOKS_SQL = """
+SELECT b.book_id, b.title,
+       coalesce((SELECT array_agg(a.name ORDER BY ba.position)
+                 FROM book_authors ba JOIN authors a USING (author_id) WHERE ba.book_id = b.book_id), '{}'),
+       b.file_hash,
+       coalesce((SELECT array_agg(DISTINCT i ORDER BY i) FROM book_sidecars s, unnest(s.identifiers) AS i
+                 WHERE s.book_id = b.book_id), '{}'),
+       o.book_id IS NOT NULL, o.calibre_id,
+       (SELECT value FROM schema_meta WHERE key = 'calibre_fingerprint')
+FROM books b LEFT JOIN calibre_match_overrides o USING (book_id)
+ORDER BY b.book_id
+"""
+
+# The library's metadata of the matched books, as current state: what Calibre no longer says goes;
+# rows that did not change are left alone.
+CALIBRE_SQL = """
+CREATE TEMP TABLE incoming_calibre ON COMMIT DROP AS
+SELECT c.* FROM jsonb_to_recordset(%(calibre)s::jsonb) AS c(
+    book_id integer, calibre_id integer, calibre_uuid text, match_rule text, title text, publisher text,
+    published_on date, series text, series_index double precision, languages text[], rating smallint, status text,
+    tags text[], identifiers text[], formats text[], isbn text)
+WHERE EXISTS (SELECT 1 FROM books b WHERE b.book_id = c.book_id);
+
+DELETE FROM book_calibre t WHERE NOT EXISTS (SELECT 1 FROM incoming_calibre c WHERE c.book_id = t.book_id);
+INSERT INTO book_calibre AS t (book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages,
+                               rating, status, published_on)
+SELECT book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages, rating, status,
+       published_on
+FROM incoming_calibre
+ON CONFLICT (book_id) DO UPDATE
+SET calibre_id = EXCLUDED.calibre_id, calibre_uuid = EXCLUDED.calibre_uuid, match_rule = EXCLUDED.match_rule,
+    title = EXCLUDED.title, series = EXCLUDED.series, series_index = EXCLUDED.series_index,
+    languages = EXCLUDED.languages, rating = EXCLUDED.rating, status = EXCLUDED.status,
+    published_on = EXCLUDED.published_on
+WHERE (t.calibre_id, t.calibre_uuid, t.match_rule, t.title, t.series, t.series_index, t.languages, t.rating,
+       t.status, t.published_on)
+      IS DISTINCT FROM (EXCLUDED.calibre_id, EXCLUDED.calibre_uuid, EXCLUDED.match_rule, EXCLUDED.title,
+                        EXCLUDED.series, EXCLUDED.series_index, EXCLUDED.languages, EXCLUDED.rating,
+                        EXCLUDED.status, EXCLUDED.published_on);
+
+INSERT INTO publishers (name)
+SELECT DISTINCT c.publisher FROM incoming_calibre c
+WHERE c.publisher IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM publishers p WHERE md5(p.name) = md5(c.publisher) AND p.name = c.publisher);
+CREATE TEMP TABLE incoming_editions ON COMMIT DROP AS
+SELECT c.book_id, c.isbn, f.format, p.publisher_id, c.calibre_id, c.calibre_uuid, c.published_on
+FROM incoming_calibre c
+CROSS JOIN LATERAL unnest(CASE WHEN cardinality(c.formats) > 0 THEN c.formats ELSE ARRAY[NULL] END) AS f(format)
+LEFT JOIN publishers p ON md5(p.name) = md5(c.publisher) AND p.name = c.publisher;
+DELETE FROM book_editions e
+WHERE e.source = 'calibre'
+  AND NOT EXISTS (SELECT 1 FROM incoming_editions i
+                  WHERE (i.book_id, i.isbn, i.format, i.publisher_id, i.calibre_id, i.calibre_uuid, i.published_on)
+                        IS NOT DISTINCT FROM (e.book_id, e.isbn, e.format, e.publisher_id, e.calibre_id,
+                                              e.calibre_uuid, e.published_on));
+INSERT INTO book_editions (book_id, isbn, format, publisher_id, source, calibre_id, calibre_uuid, published_on)
+SELECT i.book_id, i.isbn, i.format, i.publisher_id, 'calibre', i.calibre_id, i.calibre_uuid, i.published_on
+FROM incoming_editions i
+WHERE NOT EXISTS (SELECT 1 FROM book_editions e
+                  WHERE e.source = 'calibre'
+                    AND (i.book_id, i.isbn, i.format, i.publisher_id, i.calibre_id, i.calibre_uuid, i.published_on)
+                        IS NOT DISTINCT FROM (e.book_id, e.isbn, e.format, e.publisher_id, e.calibre_id,
+                                              e.calibre_uuid, e.published_on));
+DELETE FROM publishers p WHERE NOT EXISTS (SELECT 1 FROM book_editions e WHERE e.publisher_id = p.publisher_id);
+
+INSERT INTO tags (name)
+SELECT DISTINCT t.name FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.tags) AS t(name)
+WHERE NOT EXISTS (SELECT 1 FROM tags g WHERE md5(g.name) = md5(t.name) AND g.name = t.name);
+CREATE TEMP TABLE incoming_tags ON COMMIT DROP AS
+SELECT DISTINCT c.book_id, g.tag_id
+FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.tags) AS t(name)
+JOIN tags g ON md5(g.name) = md5(t.name) AND g.name = t.name;
+DELETE FROM book_tags b
+WHERE b.source = 'calibre'
+  AND NOT EXISTS (SELECT 1 FROM incoming_tags i WHERE i.book_id = b.book_id AND i.tag_id = b.tag_id);
+INSERT INTO book_tags (book_id, tag_id, source) SELECT book_id, tag_id, 'calibre' FROM incoming_tags
+ON CONFLICT DO NOTHING;
+DELETE FROM tags g WHERE NOT EXISTS (SELECT 1 FROM book_tags b WHERE b.tag_id = g.tag_id);
+
+CREATE TEMP TABLE incoming_identifiers ON COMMIT DROP AS
+SELECT DISTINCT c.book_id, split_part(i.text, ':', 1) AS scheme, substr(i.text, strpos(i.text, ':') + 1) AS value
+FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.identifiers) AS i(text);
+DELETE FROM book_identifiers b
+WHERE b.source = 'calibre'
+  AND NOT EXISTS (SELECT 1 FROM incoming_identifiers i
+                  WHERE (i.book_id, i.scheme, i.value) = (b.book_id, b.scheme, b.value));
+INSERT INTO book_identifiers (book_id, source, scheme, value)
+SELECT book_id, 'calibre', scheme, value FROM incoming_identifiers ON CONFLICT DO NOTHING;
+
+INSERT INTO schema_meta (key, value) VALUES ('calibre_fingerprint', %(fingerprint)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+SELECT count(*), count(*) FILTER (WHERE match_rule = 'manual') FROM incoming_calibre;
+"""
+
 SAMPLE_SESSIONS_SQL = """
 SELECT b.title, s.device, s.start_time, s.duration_minutes, s.pages_read, s.start_page, s.end_page, s.read_number
 FROM reading_sessions s JOIN books b USING (book_id)
@@ -2153,13 +2613,13 @@ INSERT INTO etl_runs (run_uuid, started_at, finished_at, status, device, source_
                       skipped_by_reason, books_changed, books_inserted, books_updated, page_rows_sent,
                       page_rows_inserted, page_rows_updated, sessions_inserted, sessions_updated,
                       sessions_unchanged, sessions_removed, error_message, script_version, exit_code,
-                      source_newest_at, source_modified_at)
+                      source_newest_at, source_modified_at, notes)
 VALUES (%(run_uuid)s, to_timestamp(%(started_at)s), clock_timestamp(), %(status)s, %(device)s, %(source_file)s,
         %(rows_read)s, %(rows_skipped)s, %(skipped_by_reason)s, %(books_changed)s, %(books_inserted)s,
         %(books_updated)s, %(page_rows_sent)s, %(page_rows_inserted)s, %(page_rows_updated)s,
         %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(sessions_removed)s,
         %(error_message)s, %(script_version)s, %(exit_code)s, to_timestamp(%(source_newest)s),
-        to_timestamp(%(source_modified)s));
+        to_timestamp(%(source_modified)s), %(notes)s);
 INSERT INTO sync_status AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
                               rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged,
                               last_exit_code, source_newest_at, source_modified_at)
@@ -2192,6 +2652,8 @@ class Source:
     newest_start: Optional[int] = None  # of the valid page rows: what Syncthing last brought
     stale_warning: Optional[str] = None
     sidecars: dict[str, SidecarBook] = dataclasses.field(default_factory=dict)
+    calibre: Optional[CalibreLibrary] = None
+    notes: list[str] = dataclasses.field(default_factory=list)  # what the run record says beside the counts
 
 
 @dataclass
@@ -2211,6 +2673,7 @@ class LoadResult:
     books_merged: int = 0
     sidecars_loaded: int = 0
     highlights_loaded: int = 0
+    calibre_matched: int = 0
     sample: list[tuple] = dataclasses.field(default_factory=list)
 
 
@@ -2511,6 +2974,8 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             result.sample = cursor.fetchall()
+    if source.calibre is not None:
+        load_calibre(cursor, config, source.calibre, result)
     if config.dry_run:
         cursor.execute("ROLLBACK")
     else:
@@ -2612,6 +3077,59 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
     return sorted(book_id for key, (book_id, _new, _updated) in book_rows.items() if key in source.books)
 
 
+def calibre_payload(books: dict[int, WarehouseBook], overrides: dict[int, Optional[int]],
+                    matches: dict[int, tuple[int, str]], library: CalibreLibrary) -> list[dict]:
+    """The matched books with their Calibre metadata; a reader's override (calibre_match_overrides) wins,
+    and an override with no Calibre id keeps the book unmatched."""
+    chosen = {book_id: match for book_id, match in matches.items() if book_id not in overrides}
+    chosen.update({book_id: (calibre_id, "manual") for book_id, calibre_id in overrides.items()
+                   if calibre_id in library.books and book_id in books})
+    payload = []
+    for book_id, (calibre_id, rule) in sorted(chosen.items()):
+        calibre = library.books[calibre_id]
+        isbns = [value for scheme, value in calibre.identifiers if scheme == "isbn"]
+        payload.append({
+            "book_id": book_id, "calibre_id": calibre_id, "calibre_uuid": calibre.uuid, "match_rule": rule,
+            "title": calibre.title, "publisher": calibre.publisher, "published_on": calibre.published_on,
+            "series": calibre.series, "series_index": calibre.series_index, "languages": list(calibre.languages),
+            "rating": calibre.rating, "status": calibre.ko_status, "tags": list(calibre.tags),
+            "identifiers": [f"{scheme}:{value}" for scheme, value in calibre.identifiers],
+            "formats": sorted({fmt for fmt, _path in calibre.formats}), "isbn": isbns[0] if isbns else None,
+        })
+    return payload
+
+
+def load_calibre(cursor, config: Config, library: CalibreLibrary, result: LoadResult) -> None:
+    """Match every warehouse book to the library and land what it says; nothing when neither the library
+    nor the warehouse's books changed since the last run (one round trip), else two more."""
+    cursor.execute(CALIBRE_BOOKS_SQL)
+    rows = cursor.fetchall()
+    stored = rows[0][7] if rows else None
+    fingerprint = hashlib.sha1(
+        (library.fingerprint + json.dumps([row[:7] for row in rows], default=str)).encode()).hexdigest()
+    if fingerprint == stored:
+        component_logger("LOAD").info("the Calibre library and the books are unchanged since the last run")
+        return
+    books = {row[0]: WarehouseBook(row[0], row[1], tuple(row[2]), row[3], tuple(row[4])) for row in rows}
+    overrides = {row[0]: row[6] for row in rows if row[5]}
+    file_md5s: dict[int, set[str]] = {}
+    for book in library.books.values():
+        for _format, path in book.formats:
+            md5 = koreader_partial_md5(config.calibre_library / path)
+            if md5:
+                file_md5s.setdefault(book.calibre_id, set()).add(md5)
+    matches = match_calibre_books(books.values(), library, file_md5s)
+    cursor.execute(CALIBRE_SQL, {"calibre": json.dumps(calibre_payload(books, overrides, matches, library)),
+                                 "fingerprint": fingerprint})
+    result.calibre_matched, manual = cursor.fetchone()
+    by_rule = Counter(rule for _id, rule in matches.values())
+    component_logger("LOAD").info(
+        "Calibre: %d of %d books matched (%s%s), %d unmatched or ambiguous", result.calibre_matched, len(books),
+        ", ".join(f"{rule}: {by_rule[rule]}" for rule in MATCH_RULES if by_rule[rule]) or "none",
+        f", manual: {manual}" if manual else "", len(books) - result.calibre_matched,
+    )
+
+
 def copy_text(value: str) -> str:
     """A value in COPY's text format."""
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
@@ -2704,6 +3222,7 @@ def run_record(config: Config, source: Optional[Source], result: Optional[LoadRe
         "exit_code": exit_code,
         "source_newest": source.newest_start if source else None,
         "source_modified": source.modified_at if source else None,
+        "notes": "; ".join(source.notes) if source and source.notes else None,
     }
 
 
@@ -2823,6 +3342,9 @@ SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM reading_sessions),
 STATUS_BOOKS_SQL = """
 SELECT title, reading_hours, sessions, reads FROM book_stats ORDER BY reading_seconds DESC, title LIMIT 5
 """
+STATUS_TAGS_SQL = """
+SELECT tag, books, reading_hours FROM tag_analytics ORDER BY reading_seconds DESC, tag LIMIT 5
+"""
 STATUS_FINISHED_SQL = """
 SELECT finished_on, title, coalesce(read_number::text, ''), evidence FROM finished_books
 ORDER BY finished_on DESC, title LIMIT 5
@@ -2895,6 +3417,10 @@ def show_status(conn) -> None:
     print(f"\nWarehouse: {books} books, {sessions} reading sessions, {hours} hours of reading")
     cursor.execute(STATUS_BOOKS_SQL)
     print_table("Most read books", ["title", "hours", "sessions", "reads"], cursor.fetchall())
+    cursor.execute(STATUS_TAGS_SQL)
+    tags = cursor.fetchall()
+    if tags:
+        print_table("Reading by tag (Calibre)", ["tag", "books", "hours"], tags)
     cursor.execute(STATUS_FINISHED_SQL)
     print_table("Last finished books", ["finished", "title", "read", "from"], cursor.fetchall())
     cursor.execute(STATUS_HIGHLIGHTS_SQL)
@@ -2992,6 +3518,19 @@ class LogTail(logging.Handler):
 # --------------------------------------------------------------------------------------
 
 
+def extract_calibre(library: Path, workdir: Path, notes: list[str]) -> Optional[CalibreLibrary]:
+    """The Calibre library, or None with one warning when it cannot be read: the night's reading still loads."""
+    try:
+        calibre = extract_calibre_library(library, workdir)
+    except (sqlite3.Error, OSError, SourceMissing) as exc:
+        note = f"Calibre library skipped: {library}/metadata.db cannot be read ({first_line(exc)})"
+        component_logger("EXTRACT").warning("%s; the reading still loads, the next run tries again", note)
+        notes.append(note)
+        return None
+    component_logger("EXTRACT").info("read %d books of the Calibre library %s", len(calibre.books), library)
+    return calibre
+
+
 def extract_sidecars(folder: Path) -> dict[str, SidecarBook]:
     """Read and transform the sidecars of ``folder``; a file that does not parse is a warning, never a failure."""
     sidecar_files, skipped = find_sidecars(folder)
@@ -3068,6 +3607,8 @@ def run(config: Config) -> int:
         try:
             if config.sidecar_dir:
                 source.sidecars = extract_sidecars(config.sidecar_dir)
+            if config.calibre_library:
+                source.calibre = extract_calibre(config.calibre_library, Path(workdir), source.notes)
             report_extract(source)
             if target is None:
                 etl_log.warning("no database configured; previewing from the file alone")

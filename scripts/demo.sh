@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quick start: needs only Python 3. It generates an invented statistics file, loads it into a
-# local embedded PostgreSQL (kept in .demo/postgres) with KOReader sidecar files (status, highlights),
-# shows what landed (finished books, highlights) and writes the HTML report.
+# local embedded PostgreSQL (kept in .demo/postgres) with KOReader sidecar files (status, highlights) and a
+# Calibre library (publishers, tags), shows what landed and writes the HTML report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${VENV:-.venv}
@@ -10,8 +10,9 @@ venv=${VENV:-.venv}
 mkdir -p .demo
 [ -f .demo/statistics.sqlite3 ] || "$venv/bin/python" tests/generator.py .demo/statistics.sqlite3 --books 12 --days 120
 [ -d .demo/device ] || "$venv/bin/python" tests/sidecar_generator.py .demo/device --stats-db .demo/statistics.sqlite3
+[ -d .demo/calibre ] || "$venv/bin/python" tests/calibre_generator.py .demo/calibre --for-stats .demo/statistics.sqlite3
 "$venv/bin/python" extract_koreader_stats.py --stats-db .demo/statistics.sqlite3 --sidecar-dir .demo/device \
-  --database-url embedded:.demo/postgres "$@"
+  --calibre-library .demo/calibre --database-url embedded:.demo/postgres "$@"
 "$venv/bin/python" extract_koreader_stats.py --status --database-url embedded:.demo/postgres
 "$venv/bin/python" extract_koreader_stats.py --report .demo/report.html --database-url embedded:.demo/postgres
 echo "report: $PWD/.demo/report.html"

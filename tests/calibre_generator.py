@@ -1035,6 +1035,32 @@ def build_scenario(
                     expected)
 
 
+DEMO_PUBLISHERS = ("Penguin Classics", "Vintage", "Ace Books", "Gollancz", "NYRB Classics")
+DEMO_TAGS = ("Fiction", "Classics", "Science Fiction", "Fantasy", "History", "Philosophy")
+
+
+def library_for_statistics(directory, stats_db, seed: int = 1) -> CalibreLibrary:
+    """A library holding the books of a statistics file, with publishers, tags and series: every other
+    book carries CWA's checksum of the device copy (matched exactly), the rest match by title and authors."""
+    rng = random.Random(seed)
+    conn = sqlite3.connect(f"file:{stats_db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT id, title, authors, md5 FROM book ORDER BY id").fetchall()
+    finally:
+        conn.close()
+    books = []
+    for number, (stat_id, title, authors, md5) in enumerate(rows, 1):
+        names = [name for name in (authors or "").split("\n") if name and name != "N/A"] or ["Unknown"]
+        books.append(CalibreBook(
+            number, title, names, publisher=rng.choice(DEMO_PUBLISHERS), tags=rng.sample(DEMO_TAGS, 2),
+            identifiers={"isbn": f"978{rng.randrange(10**9, 10**10)}"}, languages=["eng"],
+            rating=rng.choice([6, 8, 10]),
+            pubdate=f"{rng.randrange(1850, 2024)}-01-01 00:00:00+00:00",
+            cwa_checksums=[("EPUB", md5)] if md5 and stat_id % 2 else [],
+        ))
+    return write_calibre_library(directory, books, seed=seed)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Write an invented Calibre library, device and statistics file.")
     parser.add_argument("outdir")
@@ -1042,7 +1068,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--user-version", type=int, choices=SCHEMA_VERSIONS, default=CURRENT_SCHEMA_VERSION)
     parser.add_argument("--wal", action="store_true", help="leave metadata.db in WAL mode, as CWA does")
     parser.add_argument("--split", action="store_true", help="keep the book folders apart from metadata.db")
+    parser.add_argument("--for-stats", metavar="FILE",
+                        help="write only a library holding the books of this statistics file (the quick start)")
     args = parser.parse_args(argv)
+    if args.for_stats:
+        library = library_for_statistics(args.outdir, args.for_stats, seed=args.seed)
+        print(f"library:    {library.metadata_db}")
+        return 0
     scenario = build_scenario(args.outdir, seed=args.seed, user_version=args.user_version, wal=args.wal,
                               split=args.split)
     print(f"library:    {scenario.library.metadata_db} (books in {scenario.library.books_dir})")

@@ -191,26 +191,24 @@ def test_the_current_streak_ends_today_or_yesterday_on_the_readers_clock(tmp_pat
         "last_day": (today - datetime.timedelta(days=10)).isoformat(), "days": 5}
 
 
-def test_optional_book_columns_appear_when_the_warehouse_has_them(berlin_history, database_url, tmp_path):
-    plain = (tmp_path / "plain.html")
-    write(database_url, plain)
-    assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th></tr>", plain.read_text())
-    assert "<th>Tags</th>" not in plain.read_text()
-    # A column that the Calibre issue adds to book_stats.
-    query(database_url, "ALTER VIEW book_stats RENAME TO book_stats_koreader")
+def test_sidecar_and_calibre_columns_show_in_the_book_table(berlin_history, database_url, tmp_path):
+    # What the sidecar and Calibre loads put there, for one book.
     query(database_url, """
-        CREATE VIEW book_stats AS
-        SELECT k.*, ARRAY['sf', 'classic'] AS tags FROM book_stats_koreader k""")
-    path = tmp_path / "tags.html"
+        INSERT INTO tags (name) VALUES ('sf'), ('classic');
+        INSERT INTO book_tags SELECT b.book_id, t.tag_id, 'calibre' FROM books b, tags t WHERE b.title = 'Middlemarch';
+        INSERT INTO publishers (name) VALUES ('NYRB Classics');
+        INSERT INTO book_editions (book_id, publisher_id, source)
+        SELECT b.book_id, p.publisher_id, 'calibre' FROM books b, publishers p WHERE b.title = 'Middlemarch';""")
+    path = tmp_path / "columns.html"
 
     write(database_url, path)
 
     page = path.read_text()
     data = embedded_data(page)
-    assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th><th>Tags</th></tr>", page)
-    assert "<th>Publisher</th>" not in page
-    assert "<td>sf, classic<" in page
-    assert {tuple(b["tags"]) for b in data["books"]} == {("sf", "classic")}
+    assert re.search(r"<th>Status</th><th>Rating</th><th>Highlights</th><th>Publisher</th><th>Tags</th></tr>", page)
+    assert "<td>NYRB Classics<td>classic, sf<" in page
+    middlemarch = [b for b in data["books"] if b["title"] == "Middlemarch"]
+    assert [(b["publisher"], b["tags"]) for b in middlemarch] == [("NYRB Classics", ["classic", "sf"])]
     finished = query(database_url, "SELECT extract(year FROM finished_on)::int, count(DISTINCT book_id)::int "
                                    "FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
     assert finished and data["finished_by_year"] == [{"year": year, "books": books} for year, books in finished]
@@ -448,7 +446,7 @@ def test_an_empty_warehouse_gives_a_valid_page_that_says_so(tmp_path, etl, datab
     assert data["books"] == ([] if not tables else [{
         "book_id": data["books"][0]["book_id"], "title": "Stoner", "authors": "John Williams", "series": None,
         "sessions": 0, "reading_seconds": 0, "first_read_at": None, "last_read_at": None, "reads": 0,
-        "status": None, "rating": None, "highlights": 0, "pages_read": 0}])
+        "status": None, "rating": None, "highlights": 0, "publisher": None, "tags": None, "pages_read": 0}])
 
 
 def test_the_report_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path, database_url):

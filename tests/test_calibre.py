@@ -1,0 +1,180 @@
+"""A Calibre library as an optional input: matching, what lands, current state, cost and safety."""
+
+import hashlib
+import sqlite3
+
+import pytest
+from calibre_generator import build_scenario
+from conftest import query
+
+import extract_koreader_stats as etl_module
+
+MATCHES = """
+    SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN books b USING (book_id) ORDER BY 1"""
+
+
+def key_of(book):
+    """The warehouse key of a statistics book, by the ETL's own rule."""
+    file_hash = etl_module.normalise_md5(book.md5)
+    title, authors = etl_module.clean_text(book.title), etl_module.split_authors(book.authors)
+    return etl_module.make_book_key(file_hash, title, authors)
+
+
+@pytest.fixture
+def scenario(tmp_path):
+    return build_scenario(tmp_path / "scenario")
+
+
+def load(etl, scenario, *args, **settings):
+    return etl(scenario.statistics_path, "--sidecar-dir", scenario.device_dir, "--calibre-library",
+               scenario.library.metadata_db.parent, *args, **settings)
+
+
+def test_each_book_is_matched_by_the_first_rule_that_decides(etl, database_url, scenario):
+    result = load(etl, scenario)
+
+    assert result.returncode == 0, result.stderr
+    by_key = {}
+    for book in scenario.stat_books:
+        by_key.setdefault(key_of(book), []).append(scenario.expected[book.id])
+    # Two statistics books with one md5 are one warehouse book; where their expectations differ
+    # (the same file imported twice into Calibre), the book is ambiguous and stays unmatched.
+    expected = sorted((key, matches[0].calibre_id, matches[0].rule)
+                      for key, matches in by_key.items() if matches[0] and len(set(matches)) == 1)
+    assert query(database_url, MATCHES) == expected
+    assert any(len(set(matches)) > 1 for matches in by_key.values()), "the scenario has a shared md5"
+    assert "Calibre: 13 of 18 books matched (cwa_checksum: 1, ko_md5_column: 1, file_md5: 3, identifier: 2, " \
+           "title_author: 6), 5 unmatched or ambiguous" in result.stderr
+
+
+def calibre_uuids(scenario):
+    conn = sqlite3.connect(f"file:{scenario.library.metadata_db}?mode=ro", uri=True)
+    try:
+        return dict(conn.execute("SELECT id, uuid FROM books"))
+    finally:
+        conn.close()
+
+
+def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, database_url, scenario):
+    assert load(etl, scenario).returncode == 0
+    matched = {calibre_id: key for key, calibre_id, _rule in query(database_url, MATCHES)}
+    uuids = calibre_uuids(scenario)
+
+    expected_editions, expected_tags, expected_identifiers = [], [], []
+    for book in scenario.calibre_books:
+        key = matched.get(book.id)
+        if key is None:
+            continue
+        formats = sorted({f.format for f in book.formats}) or [None]
+        published = None if book.pubdate.startswith("0101") else book.pubdate[:10]
+        expected_editions += [(key, book.identifiers.get("isbn"), fmt, book.publisher, book.id, uuids[book.id],
+                               published) for fmt in formats]
+        expected_tags += [(key, tag) for tag in book.tags]
+        expected_identifiers += [(key, scheme, value) for scheme, value in book.identifiers.items()]
+    editions = query(database_url, """
+        SELECT b.book_key, e.isbn, e.format, p.name, e.calibre_id, e.calibre_uuid, e.published_on::text
+        FROM book_editions e JOIN books b USING (book_id) LEFT JOIN publishers p USING (publisher_id)
+        WHERE e.source = 'calibre' ORDER BY 1, 3""")
+    assert editions == sorted(expected_editions, key=lambda row: (row[0], row[2] or ""))
+    assert query(database_url, """SELECT b.book_key, g.name FROM book_tags t JOIN tags g USING (tag_id)
+                                  JOIN books b USING (book_id) ORDER BY 1, 2""") == sorted(expected_tags)
+    assert query(database_url, """SELECT b.book_key, i.scheme, i.value FROM book_identifiers i
+                                  JOIN books b USING (book_id) ORDER BY 1, 2, 3""") == sorted(expected_identifiers)
+
+
+def test_publisher_and_tag_analytics_add_up_to_the_matched_books_reading(etl, database_url, scenario):
+    assert load(etl, scenario).returncode == 0
+    by_tag = query(database_url, """
+        SELECT g.name, sum(s.reading_seconds)::bigint FROM book_stats s JOIN book_tags t USING (book_id)
+        JOIN tags g USING (tag_id) GROUP BY 1 ORDER BY 1""")
+    by_publisher = query(database_url, """
+        SELECT p.name, sum(s.reading_seconds)::bigint
+        FROM book_stats s JOIN (SELECT DISTINCT book_id, publisher_id FROM book_editions) e USING (book_id)
+        JOIN publishers p USING (publisher_id) GROUP BY 1 ORDER BY 1""")
+    assert by_tag and by_publisher
+    assert query(database_url, "SELECT tag, reading_seconds::bigint FROM tag_analytics ORDER BY 1") == by_tag
+    assert query(database_url, "SELECT name, reading_seconds::bigint FROM publisher_analytics ORDER BY 1") == (
+        by_publisher)
+    assert query(database_url, "SELECT count(*) FROM book_stats WHERE publisher IS NOT NULL AND tags IS NOT NULL"
+                 ) != [(0,)]
+
+
+def test_a_rerun_changes_nothing_and_an_edit_in_calibre_is_reflected(etl, database_url, scenario):
+    assert load(etl, scenario).returncode == 0
+    state = """SELECT b.book_key, p.name, array_agg(DISTINCT g.name ORDER BY g.name)
+               FROM books b LEFT JOIN book_editions e USING (book_id) LEFT JOIN publishers p USING (publisher_id)
+               LEFT JOIN book_tags t ON t.book_id = b.book_id LEFT JOIN tags g USING (tag_id)
+               GROUP BY 1, 2 ORDER BY 1, 2"""
+    before = query(database_url, state)
+
+    again = load(etl, scenario)
+    assert again.returncode == 0
+    assert "the Calibre library and the books are unchanged" in again.stderr
+    assert query(database_url, state) == before
+
+    conn = sqlite3.connect(scenario.library.metadata_db)
+    conn.execute("UPDATE publishers SET name = 'Gollancz' WHERE name = 'Ace Books'")
+    conn.execute("DELETE FROM books_tags_link WHERE book = 1 AND tag = (SELECT id FROM tags WHERE name = 'Classics')")
+    conn.commit()
+    conn.close()
+    edited = load(etl, scenario)
+
+    assert edited.returncode == 0, edited.stderr
+    first = [row for row in query(database_url, state) if row[1] in ("Gollancz", "Ace Books")]
+    assert [(publisher, tags) for _key, publisher, tags in first] == [("Gollancz", ["Science Fiction"])]
+    assert query(database_url, "SELECT count(*) FROM publishers WHERE name = 'Ace Books'") == [(0,)]
+
+
+def test_a_reader_can_correct_a_match_by_hand(etl, database_url, scenario):
+    assert load(etl, scenario).returncode == 0
+    stoner = [key_of(b) for b in scenario.stat_books if b.id == 7][0]  # ambiguous: two Stoner editions
+    hobbit = [key_of(b) for b in scenario.stat_books if b.id == 8][0]
+    query(database_url, """INSERT INTO calibre_match_overrides (book_id, calibre_id, note)
+                           SELECT book_id, 7, 'the Vintage paperback' FROM books WHERE book_key = %s
+                           UNION ALL SELECT book_id, NULL, 'not this one' FROM books WHERE book_key = %s""",
+          (stoner, hobbit))
+
+    assert load(etl, scenario).returncode == 0
+
+    matches = dict((key, (calibre_id, rule)) for key, calibre_id, rule in query(database_url, MATCHES))
+    assert matches[stoner] == (7, "manual")
+    assert hobbit not in matches
+    assert query(database_url, "SELECT count(*) FROM calibre_match_overrides") == [(2,)]
+
+
+def test_a_corrupt_library_skips_enrichment_but_loads_the_reading(etl, database_url, scenario):
+    data = bytearray(scenario.library.metadata_db.read_bytes())
+    data[4096:8192] = b"\xff" * 4096
+    scenario.library.metadata_db.write_bytes(bytes(data))
+
+    result = load(etl, scenario)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("[WARNING] [EXTRACT] Calibre library skipped") == 1
+    assert query(database_url, "SELECT count(*) > 0 FROM reading_sessions") == [(True,)]
+    assert query(database_url, "SELECT count(*) FROM book_calibre") == [(0,)]
+    notes = query(database_url, "SELECT notes FROM etl_runs")[0][0]
+    assert notes.startswith("Calibre library skipped:") and "metadata.db cannot be read" in notes
+
+
+@pytest.mark.parametrize("wal", [False, True])
+def test_the_library_folder_is_byte_identical_after_a_run(tmp_path, etl, database_url, wal):
+    scenario = build_scenario(tmp_path / "wal" if wal else tmp_path / "plain", wal=wal)
+    folder = scenario.library.metadata_db.parent
+
+    def snapshot():
+        return sorted((str(p.relative_to(folder)), p.stat().st_mtime_ns,
+                       hashlib.sha1(p.read_bytes()).hexdigest() if p.is_file() else None) for p in folder.rglob("*"))
+
+    before = snapshot()
+    result = load(etl, scenario)
+    assert result.returncode == 0, result.stderr
+    assert snapshot() == before
+    assert query(database_url, "SELECT count(*) > 10 FROM book_calibre") == [(True,)]
+
+
+def test_a_folder_without_metadata_db_is_a_configuration_error(tmp_path, etl, database_url, scenario):
+    result = etl(scenario.statistics_path, "--calibre-library", tmp_path)
+    assert result.returncode == 78
+    assert "is not a Calibre library (no metadata.db in it)" in result.stderr
+    assert query(database_url, "SELECT to_regclass('books') IS NULL") == [(True,)]
