@@ -294,7 +294,12 @@ def plural(number: int, noun: str) -> str:
 
 
 def json_for_script(data: dict) -> str:
-    """JSON that cannot end its <script> element early: <, > and & become \\u escapes."""
+    """The page's data as JSON that cannot end its <script> element early (<, > and & become \\u
+    escapes). Books go as ``{"columns": [...], "rows": [[...], ...]}``: named once, not once a book,
+    which keeps twenty years of 900 books with every column under 1 MB."""
+    books = data.get("books") or []
+    columns = list(dict.fromkeys(key for book in books for key in book))
+    data = {**data, "books": {"columns": columns, "rows": [[book.get(key) for key in columns] for book in books]}}
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 

@@ -762,10 +762,12 @@ def stream_copy_chunks(
     lines itself, so memory stays flat and Python does no per-row work.
     """
     _map_books(conn, book_ids)
+    # CROSS JOIN keeps the few mapped books as the outer loop, so SQLite reads their rows along the
+    # (id_book, page, start_time) index instead of scanning the whole table (a nightly run sends a few books).
     cursor = conn.execute(
         f"""SELECT m.book_id || char(9) || p.page || char(9) || p.start_time || char(9) || p.duration
                    || char(9) || {TOTAL_PAGES_SQL} || char(10)
-            FROM page_stat_data p JOIN temp.book_map m ON m.id_book = p.id_book
+            FROM temp.book_map m CROSS JOIN page_stat_data p ON p.id_book = m.id_book
             JOIN book b ON b.id = p.id_book
             WHERE ({PAGE_ROW_PROBLEM_SQL}) IS NULL""",
         page_row_bounds(now),
@@ -2412,7 +2414,8 @@ WITH rows AS (
                PARTITION BY p.book_id ORDER BY p.utc_epoch, p.page, p.start_epoch
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS ended_before
     FROM page_view_times p
-    WHERE p.book_id IN (SELECT book_id FROM rederive_books)
+    -- an array, not IN (subquery): the planner then walks the primary key of the few books
+    WHERE p.book_id = ANY((SELECT array_agg(book_id) FROM rederive_books)::integer[])
 ), numbered AS (
     SELECT *, count(*) FILTER (WHERE ended_before IS NULL OR start_epoch - ended_before > %(gap)s) OVER (
                   PARTITION BY book_id ORDER BY start_epoch, page, raw_epoch ROWS UNBOUNDED PRECEDING) AS session_no
@@ -2480,7 +2483,7 @@ WITH updated AS (
     RETURNING 1
 ), removed AS (
     DELETE FROM reading_sessions s
-    WHERE s.book_id IN (SELECT book_id FROM rederive_books) AND s.data_source = 'koreader'
+    WHERE s.book_id = ANY((SELECT array_agg(book_id) FROM rederive_books)::integer[]) AND s.data_source = 'koreader'
       AND NOT EXISTS (SELECT 1 FROM fresh_sessions f WHERE s.book_id = f.book_id AND s.start_time = f.start_time)
     RETURNING 1
 )

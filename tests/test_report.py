@@ -92,8 +92,13 @@ def write(url, path):
 
 
 def embedded_data(page: str) -> dict:
+    """The page's JSON, with its books (columns and rows) as one dict a book, as a tool would read it."""
     found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
-    return json.loads(found.group(1))
+    data = json.loads(found.group(1))
+    books = data["books"]
+    assert set(books) == {"columns", "rows"}
+    data["books"] = [dict(zip(books["columns"], row)) for row in books["rows"]]
+    return data
 
 
 # --------------------------------------------------------------------------------------
@@ -494,6 +499,9 @@ def twenty_years(books=900, seed=5):
             "first_read_at": f"{started}T20:11:05+01:00",
             "last_read_at": f"{started + datetime.timedelta(days=50)}T21:03:09+02:00",
             "reads": rng.randint(1, 3), "pages_read": rng.randint(100, 4000),
+            # every column the sidecars and Calibre add, filled
+            "status": "complete", "rating": 4, "highlights": rng.randint(0, 200),
+            "publisher": "Penguin Random House Classics", "tags": ["Science Fiction", "Classics"],
         })
     rows.sort(key=lambda book: -book["reading_seconds"])
     years = []
