@@ -55,28 +55,53 @@ def admin_connection(url):
     return conn
 
 
+def create_database(server_url):
+    """A new, empty database on the test server: (its name, its URL)."""
+    name = f"etl_test_{uuid.uuid4().hex[:12]}"
+    conn = admin_connection(server_url)
+    try:
+        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+    return name, psycopg2.extensions.make_dsn(server_url, dbname=name)
+
+
+def drop_databases(server_url, names):
+    conn = admin_connection(server_url)
+    try:
+        for name in names:
+            conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    finally:
+        conn.close()
+
+
 @pytest.fixture
 def new_database(pg_server_url):
     """A factory of fresh, empty databases on the test server, all dropped afterwards."""
     names = []
 
     def create():
-        name = f"etl_test_{uuid.uuid4().hex[:12]}"
-        conn = admin_connection(pg_server_url)
-        try:
-            conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        finally:
-            conn.close()
+        name, url = create_database(pg_server_url)
         names.append(name)
-        return psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
+        return url
 
     yield create
-    conn = admin_connection(pg_server_url)
-    try:
-        for name in names:
-            conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
+    drop_databases(pg_server_url, names)
+
+
+@pytest.fixture(scope="module")
+def module_database(pg_server_url):
+    """One database for a module's many short tests (creating one per test costs more than they do)."""
+    name, url = create_database(pg_server_url)
+    yield url
+    drop_databases(pg_server_url, [name])
+
+
+@pytest.fixture
+def emptied_module_database(module_database):
+    """The module's database, emptied: a fresh, empty warehouse for each test."""
+    query(module_database, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    return module_database
 
 
 @pytest.fixture

@@ -16,17 +16,14 @@ import re
 import sqlite3
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg2.extensions
 import pytest
-from conftest import ISOLATED_SETTINGS, admin_connection, query
+from conftest import ISOLATED_SETTINGS, query
 from generator import CURRENT_VERSION, Book, schema_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from psycopg2 import sql
 from warehouse import STATE_QUERIES
 
 import extract_koreader_stats as etl_module
@@ -38,28 +35,10 @@ EARLIEST_START = 946684800  # 2000-01-01
 DEVICE = "boox-palma-2"
 
 
-@pytest.fixture(scope="module")
-def module_database(pg_server_url):
-    """One database for this module's tests (creating one per test costs more than the tests)."""
-    name = f"etl_test_{uuid.uuid4().hex[:12]}"
-    conn = admin_connection(pg_server_url)
-    try:
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-    yield psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
-    conn = admin_connection(pg_server_url)
-    try:
-        conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-
-
 @pytest.fixture
-def database_url(module_database):
-    """This module's database, emptied: a fresh, empty warehouse for each test."""
-    query(module_database, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    return module_database
+def database_url(emptied_module_database):
+    """This module's database, emptied for each test."""
+    return emptied_module_database
 
 
 def md5_of(text):

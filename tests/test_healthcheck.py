@@ -12,11 +12,9 @@ import threading
 import time
 import uuid
 
-import psycopg2.extensions
 import pytest
-from conftest import admin_connection, query
+from conftest import query
 from generator import generate
-from psycopg2 import sql
 from warehouse import table_names
 
 PASSWORD = "s3cr3t-Ping-pw"
@@ -26,28 +24,10 @@ SERVER_LIFETIME = 60.0  # every server stops by itself after this, whatever the 
 LOG_LINE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[(DEBUG|INFO|WARNING|ERROR)\] \[[A-Z]+\] .*")
 
 
-@pytest.fixture(scope="module")
-def module_database(pg_server_url):
-    """One database for this module's tests (creating one per test costs more than the tests)."""
-    name = f"etl_test_{uuid.uuid4().hex[:12]}"
-    conn = admin_connection(pg_server_url)
-    try:
-        conn.cursor().execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-    yield psycopg2.extensions.make_dsn(pg_server_url, dbname=name)
-    conn = admin_connection(pg_server_url)
-    try:
-        conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    finally:
-        conn.close()
-
-
 @pytest.fixture
-def database_url(module_database):
-    """This module's database, emptied: a fresh, empty warehouse for each test."""
-    query(module_database, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    return module_database
+def database_url(emptied_module_database):
+    """This module's database, emptied for each test."""
+    return emptied_module_database
 
 
 class Endpoint:
