@@ -1413,6 +1413,15 @@ def legacy_highlights(data: dict) -> list[Highlight]:
     return highlights
 
 
+def parse_identifier(text: str) -> tuple[str, str]:
+    """(scheme, value) of ``scheme:value``; ``urn:uuid:…`` and ``urn:isbn:…`` count as uuid and isbn."""
+    text = text.strip()
+    if text.lower().startswith("urn:"):
+        text = text[4:]
+    scheme, _sep, value = text.partition(":")
+    return scheme.strip().lower(), value.strip()
+
+
 def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
     """A sidecar as the warehouse stores it, or None when it names no usable md5 (it matches no book)."""
     data = sidecar.data
@@ -1429,8 +1438,8 @@ def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
                 clean_optional(props.get("language")) if isinstance(props.get("language"), str) else None,
                 _int_in_range(data.get("doc_pages"), 1, MAX_INTEGER), None)
     identifiers = props.get("identifiers") if isinstance(props.get("identifiers"), str) else ""
-    schemes = tuple(sorted({(exact_text(scheme.strip().lower()), exact_text(value.strip())) for scheme, sep, value in
-                            (line.partition(":") for line in identifiers.splitlines()) if sep and value.strip()}))
+    schemes = tuple(sorted({(exact_text(scheme), exact_text(value)) for scheme, value in
+                            map(parse_identifier, identifiers.splitlines()) if scheme and value}))
     annotations = data.get("annotations")
     highlights = ([annotation_highlight(item) for item in lua_values(annotations) if isinstance(item, dict)]
                   if isinstance(annotations, dict) else legacy_highlights(data))
@@ -1569,15 +1578,6 @@ def isbn_key(value: str) -> Optional[str]:
         body = "978" + digits[:9]
         return body + str(-sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10)
     return digits or None
-
-
-def parse_identifier(text: str) -> tuple[str, str]:
-    """(scheme, value) of ``scheme:value``; ``urn:uuid:…`` and ``urn:isbn:…`` count as uuid and isbn."""
-    text = text.strip()
-    if text.lower().startswith("urn:"):
-        text = text[4:]
-    scheme, _sep, value = text.partition(":")
-    return scheme.strip().lower(), value.strip()
 
 
 def identifier_key(scheme: str, value: str) -> Optional[tuple[str, str]]:
