@@ -30,10 +30,10 @@ REPORT_FORMAT = 1
 # A statement cannot name a view that may be missing, so the first round trip asks the catalog
 # which exist (it reads nothing else).
 CATALOG_SQL = """
-SELECT to_regclass('devices') IS NOT NULL AND to_regclass('reading_sessions') IS NOT NULL
-       AND to_regclass('book_stats') IS NOT NULL AND to_regclass('reading_timeline') IS NOT NULL
-       AND to_regclass('author_analytics') IS NOT NULL,
-       to_regclass('finished_books') IS NOT NULL
+SELECT to_regclass('bookhelper.devices') IS NOT NULL AND to_regclass('public.reading_sessions') IS NOT NULL
+       AND to_regclass('bookhelper.book_reading') IS NOT NULL AND to_regclass('bookhelper.reading_days') IS NOT NULL
+       AND to_regclass('bookhelper.author_reading') IS NOT NULL,
+       to_regclass('bookhelper.finished_books') IS NOT NULL
 """
 
 # The second is the report's one transaction: the statements of one query string run as one
@@ -43,17 +43,19 @@ SELECT to_regclass('devices') IS NOT NULL AND to_regclass('reading_sessions') IS
 REPORT_DATA_SQL = """
 SET TRANSACTION READ ONLY;
 SELECT set_config('TimeZone', coalesce((
-    SELECT d.timezone FROM devices d LEFT JOIN reading_sessions s ON s.device = d.name
+    SELECT d.timezone FROM bookhelper.devices d LEFT JOIN public.reading_sessions s ON s.device = d.name
     GROUP BY d.timezone ORDER BY coalesce(sum(s.duration_seconds), 0) DESC, max(d.last_seen_at) DESC LIMIT 1
 ), 'UTC'), true);
 WITH day_totals AS MATERIALIZED (
-    SELECT day, reading_seconds::bigint AS seconds FROM reading_timeline
+    SELECT day, reading_seconds::bigint AS seconds FROM bookhelper.reading_days
 ),
 local_sessions AS MATERIALIZED (
-    -- Each session in its own device's zone, as reading_timeline places page views.
+    -- Each session in its own device's zone, as reading_days places page views (start_time is naive UTC).
     SELECT s.book_id, s.duration_seconds, s.pages_read,
-           s.start_time AT TIME ZONE coalesce(d.timezone, current_setting('TimeZone')) AS local_start
-    FROM reading_sessions s LEFT JOIN devices d ON d.name = s.device
+           (s.start_time AT TIME ZONE 'UTC') AT TIME ZONE coalesce(d.timezone, current_setting('TimeZone'))
+               AS local_start
+    FROM public.reading_sessions s LEFT JOIN bookhelper.devices d ON d.name = s.device
+    WHERE s.data_source = 'koreader'
 ),
 streaks AS (
     SELECT min(day) AS first_day, max(day) AS last_day, count(*) AS days
@@ -76,13 +78,14 @@ weekday_hours AS (
     FROM local_sessions GROUP BY 1, 2
 ),
 book_pages AS (
-    SELECT book_id, sum(pages_read) AS pages_read FROM reading_sessions GROUP BY book_id
+    SELECT book_id, sum(pages_read) AS pages_read FROM public.reading_sessions WHERE data_source = 'koreader'
+    GROUP BY book_id
 )
 SELECT json_build_object(
     'timezone', current_setting('TimeZone'),
     'today', current_date,
     'devices', (SELECT coalesce(json_agg(json_build_object('name', name, 'timezone', timezone) ORDER BY name), '[]')
-                FROM devices),
+                FROM bookhelper.devices),
     'totals', json_build_object(
         'reading_seconds', (SELECT coalesce(sum(duration_seconds), 0) FROM local_sessions),
         'books', (SELECT count(DISTINCT book_id) FROM local_sessions),
@@ -109,11 +112,11 @@ SELECT json_build_object(
             GROUP BY w.weekday) AS grid),
     'books', (SELECT coalesce(json_agg(row_to_json(b) ORDER BY b.reading_seconds DESC, b.title, b.book_id), '[]')
               FROM (SELECT bs.*, coalesce(p.pages_read, 0) AS pages_read
-                    FROM book_stats bs LEFT JOIN book_pages p USING (book_id)) AS b),
+                    FROM bookhelper.book_reading bs LEFT JOIN book_pages p USING (book_id)) AS b),
     'authors', (SELECT coalesce(json_agg(json_build_object('name', name, 'books', books,
                                                            'reading_seconds', reading_seconds)
                                          ORDER BY reading_seconds DESC, name), '[]')
-                FROM (SELECT name, books, reading_seconds FROM author_analytics WHERE reading_seconds > 0
+                FROM (SELECT name, books, reading_seconds FROM bookhelper.author_reading WHERE reading_seconds > 0
                       ORDER BY reading_seconds DESC, name LIMIT 10) AS top),
     'finished_by_year', {finished_by_year}
 )
@@ -123,7 +126,7 @@ SELECT json_build_object(
 FINISHED_BY_YEAR_SQL = """(
         SELECT coalesce(json_agg(json_build_object('year', year, 'books', books) ORDER BY year DESC), '[]')
         FROM (SELECT extract(year FROM finished_on)::integer AS year, count(DISTINCT book_id) AS books
-              FROM finished_books WHERE finished_on IS NOT NULL GROUP BY 1) AS finished)"""
+              FROM bookhelper.finished_books WHERE finished_on IS NOT NULL GROUP BY 1) AS finished)"""
 
 
 # book_stats columns left out of the page's JSON, to keep twenty years under 1 MB: an internal

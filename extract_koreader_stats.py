@@ -55,7 +55,7 @@ try:
 except ImportError:
     dotenv_values = None
 
-__version__ = "2.0.0"
+__version__ = "3.0.0"
 
 EXIT_OK = 0
 EXIT_USAGE = 64
@@ -80,7 +80,7 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 APPLICATION_NAME = "bookhelper-etl"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # pg_advisory_xact_lock key: the bytes of "bookhelp" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"bookhelp", "big")
 # Namespace of read_instance_id: uuid3(namespace, "<book_key>/read/<n>"), computable in plain SQL.
@@ -272,6 +272,7 @@ class Config:
     default_timezone: str
     gap_seconds: int
     dry_run: bool
+    replace_koreader_sessions: bool
     log_file: Optional[Path]
     log_file_origin: str
     verbosity: int
@@ -321,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--device", metavar="NAME", help=f"device name (ETL_DEVICE, default {DEFAULT_DEVICE})")
     parser.add_argument("--dry-run", action="store_true", help="do everything but write; report what would change")
+    parser.add_argument("--replace-koreader-sessions", action="store_true",
+                        help="on the first run into a warehouse that holds KOReader sessions of another loader, "
+                             "replace them with the sessions of the statistics files (docs/schema.md)")
     parser.add_argument(
         "--gap-minutes", type=int, metavar="N",
         help=f"pause that ends a session (ETL_GAP_MINUTES, default {DEFAULT_GAP_MINUTES})",
@@ -445,6 +449,9 @@ def load_config(args: argparse.Namespace) -> Config:
     device = setting("ETL_DEVICE", args.device).strip()
     if not device:
         raise ConfigError("the device name is empty; set --device or ETL_DEVICE")
+    if len(device) > DEVICE_LENGTH:
+        raise ConfigError(f"the device name is {len(device)} characters long; the warehouse's reading_sessions.device "
+                          f"holds at most {DEVICE_LENGTH}: choose a shorter --device or ETL_DEVICE")
     timezone = setting("ETL_TIMEZONE")
     if timezone is not None and not is_known_timezone(timezone):
         raise ConfigError(f"ETL_TIMEZONE={timezone!r} is not a known IANA time zone (e.g. Europe/Berlin)")
@@ -479,6 +486,7 @@ def load_config(args: argparse.Namespace) -> Config:
         default_timezone=local_timezone_name(),
         gap_seconds=60 * _int_setting("ETL_GAP_MINUTES", setting("ETL_GAP_MINUTES", args.gap_minutes), 1, 10080),
         dry_run=args.dry_run,
+        replace_koreader_sessions=args.replace_koreader_sessions,
         log_file=Path(log_file).expanduser() if log_file else None,
         log_file_origin=log_origin,
         verbosity=1 if args.verbose else -1 if args.quiet else 0,
@@ -678,7 +686,8 @@ def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]
 
 
 def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
-    """Every row of KOReader's book table: (id, title, authors, series, language, md5, pages, last_open).
+    """Every row of KOReader's book table: (id, title, authors, series, language, md5, pages, last_open, notes,
+    highlights).
 
     Text comes as bytes, so that invalid UTF-8 in an old file is replaced, not fatal; a number field
     that holds anything but an integer comes as NULL.
@@ -686,7 +695,9 @@ def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
     return conn.execute(
         "SELECT id, CAST(title AS BLOB), CAST(authors AS BLOB), CAST(series AS BLOB), CAST(language AS BLOB),"
         " CAST(md5 AS BLOB), CASE WHEN typeof(pages) = 'integer' THEN pages END,"
-        " CASE WHEN typeof(last_open) = 'integer' THEN last_open END FROM book ORDER BY id"
+        " CASE WHEN typeof(last_open) = 'integer' THEN last_open END,"
+        " CASE WHEN typeof(notes) = 'integer' THEN notes END,"
+        " CASE WHEN typeof(highlights) = 'integer' THEN highlights END FROM book ORDER BY id"
     ).fetchall()
 
 
@@ -729,16 +740,22 @@ def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[i
     ).fetchall()
     per_book = conn.execute(
         """SELECT CASE WHEN typeof(id_book) IN ('integer', 'real') THEN id_book END, count(*),
-                  CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER), sum(start_time > :latest)
+                  CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER), sum(start_time > :waiting)
            FROM page_stat_data GROUP BY id_book""",
         bounds,
     ).fetchall()
     return problems, per_book
 
 
+# Rows this recent are counted apart in a book's fingerprint: a session cannot start after the run's now, and a
+# local-clock device's true UTC is up to 14 hours off its clock, so such rows' sessions may still wait. When
+# they leave the window the fingerprint changes, and the book is sent (and its sessions derived) again.
+WAITING_WINDOW = 14 * 3600
+
+
 def page_row_bounds(now: int) -> dict[str, int]:
-    """A start_time is valid from 2000-01-01 to one day after the run."""
-    return {"earliest": EARLIEST_VALID_START, "latest": now + 86400}
+    """A start_time is valid from 2000-01-01 to one day after the run; rows after ``waiting`` may wait."""
+    return {"earliest": EARLIEST_VALID_START, "latest": now + 86400, "waiting": now - WAITING_WINDOW}
 
 
 TOTAL_PAGES_SQL = (
@@ -1173,6 +1190,8 @@ class Book:
     language: Optional[str]
     page_count: Optional[int]
     last_open: Optional[int]
+    notes: Optional[int] = None
+    highlights: Optional[int] = None
 
     def metadata_hash(self) -> str:
         """A digest of what the warehouse stores about the book, to notice edits cheaply."""
@@ -1232,7 +1251,8 @@ def _int_in_range(value, low: int, high: int) -> Optional[int]:
 
 def transform_book(row: tuple) -> Optional[Book]:
     """One KOReader book row as a Book, or None when it has neither title nor file hash."""
-    _id, title, authors, series, language, md5, pages, last_open = row
+    _id, title, authors, series, language, md5, pages, last_open, *counts = row
+    notes, highlights = (counts + [None, None])[:2]
     title = clean_text(title)
     author_names = split_authors(authors)
     file_hash = normalise_md5(md5)
@@ -1248,6 +1268,8 @@ def transform_book(row: tuple) -> Optional[Book]:
         language=clean_optional(language),
         page_count=_int_in_range(pages, 1, MAX_INTEGER),
         last_open=_int_in_range(last_open, 1, LAST_VALID_EPOCH),
+        notes=_int_in_range(notes, 0, MAX_INTEGER),
+        highlights=_int_in_range(highlights, 0, MAX_INTEGER),
     )
 
 
@@ -1270,6 +1292,132 @@ def transform_books(book_rows: Iterable[tuple]) -> tuple[dict[str, Book], dict[i
         if known is None or (book.last_open or -1) >= (known.last_open or -1):
             books[book.book_key] = book
     return books, key_of, unusable
+
+
+# Fitting values to the reader's columns (../shared/reader-warehouse-schema.md): VARCHAR lengths raise
+# errors rather than truncate, CHAR(2) takes only an ISO 639-1 code, NUMERIC(5,2) stops at 999.99. The full
+# text stays in the job's own tables; a cut value is counted and logged.
+TITLE_LENGTH = NAME_LENGTH = 255  # books.title, author, series_name, publisher_name; authors.author_name
+DEVICE_LENGTH = 50  # reading_sessions.device
+ISBN_LENGTH = 20
+EDITION_FORMAT_LENGTH = 50
+EDITION_LANGUAGE_LENGTH = 10
+UNTITLED = "(untitled)"  # books.title is NOT NULL; KOReader may know a book only by its md5
+STATS_SOURCE = "statistics.sqlite3"  # device_stats_source, as the reader's mapping documents it
+SERIES_NUMBER_LIMIT = 999.99
+SERIES_WITH_NUMBER = re.compile(r"(.*?)\s*#\s*([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*")
+# ISO 639-2 (bibliographic and terminology) codes and English names of the languages KOReader users read
+# in most, to their ISO 639-1 code; two-letter codes pass as they are.
+LANGUAGE_CODES = {
+    "ara": "ar", "arabic": "ar", "bul": "bg", "bulgarian": "bg", "cat": "ca", "catalan": "ca", "ces": "cs",
+    "cze": "cs", "czech": "cs", "chi": "zh", "zho": "zh", "chinese": "zh", "dan": "da", "danish": "da",
+    "deu": "de", "ger": "de", "german": "de", "deutsch": "de", "dut": "nl", "nld": "nl", "dutch": "nl",
+    "ell": "el", "gre": "el", "greek": "el", "eng": "en", "english": "en", "epo": "eo", "esperanto": "eo",
+    "est": "et", "estonian": "et", "fin": "fi", "finnish": "fi", "fra": "fr", "fre": "fr", "french": "fr",
+    "francais": "fr", "français": "fr", "heb": "he", "hebrew": "he", "hin": "hi", "hindi": "hi", "hrv": "hr",
+    "croatian": "hr", "hun": "hu", "hungarian": "hu", "ind": "id", "indonesian": "id", "ita": "it",
+    "italian": "it", "italiano": "it", "jpn": "ja", "japanese": "ja", "kor": "ko", "korean": "ko", "lat": "la",
+    "latin": "la", "lav": "lv", "latvian": "lv", "lit": "lt", "lithuanian": "lt", "nor": "no", "norwegian": "no",
+    "nob": "nb", "nno": "nn", "per": "fa", "fas": "fa", "persian": "fa", "pol": "pl", "polish": "pl",
+    "por": "pt", "portuguese": "pt", "ron": "ro", "rum": "ro", "romanian": "ro", "rus": "ru", "russian": "ru",
+    "slk": "sk", "slo": "sk", "slovak": "sk", "slv": "sl", "slovenian": "sl", "spa": "es", "spanish": "es",
+    "español": "es", "srp": "sr", "serbian": "sr", "swe": "sv", "swedish": "sv", "tha": "th", "thai": "th",
+    "tur": "tr", "turkish": "tr", "ukr": "uk", "ukrainian": "uk", "vie": "vi", "vietnamese": "vi",
+}
+
+
+def fit_text(value: Optional[str], length: int, cut: Optional[Counter] = None, field: str = "") -> Optional[str]:
+    """``value`` within ``length`` characters (as VARCHAR counts them); a cut is counted in ``cut``."""
+    if value is None or len(value) <= length:
+        return value
+    if cut is not None:
+        cut[field] += 1
+    return value[:length]
+
+
+def iso_language(value: Optional[str]) -> Optional[str]:
+    """KOReader's language ('en', 'en-US', 'eng', 'zh_CN', 'English') as ISO 639-1, or None."""
+    if not value:
+        return None
+    code = re.split(r"[-_ ]", value.strip().lower(), maxsplit=1)[0]
+    if len(code) == 2 and code.isascii() and code.isalpha():
+        return code
+    return LANGUAGE_CODES.get(code)
+
+
+def split_series(series: Optional[str]) -> tuple[Optional[str], Optional[str]]:
+    """KOReader's 'Name #2.5' as (name, number as NUMERIC(5,2) text); a number the column cannot hold is None."""
+    if not series:
+        return None, None
+    found = SERIES_WITH_NUMBER.fullmatch(series)
+    if not found:
+        return series, None
+    number = round(float(found.group(2)) + 1e-9, 2)  # NUMERIC rounds halves away from zero
+    return found.group(1) or None, f"{number:.2f}" if number <= SERIES_NUMBER_LIMIT else None
+
+
+def reader_book_columns(book: Book, cut: Counter) -> dict:
+    """The KOReader columns of the reader's books row for ``book``, each fitted to its type, with the full
+    values the job keeps in book_keys and its author names (full and fitted) for authors."""
+    series_name, series_number = split_series(book.series)
+    return {
+        "title": fit_text(book.title, TITLE_LENGTH, cut, "title") or UNTITLED,
+        "author": fit_text(book.authors[0], NAME_LENGTH, cut, "author") if book.authors else None,
+        "authors": list(book.authors),
+        "author_names": [fit_text(name, NAME_LENGTH) for name in book.authors],
+        "file_hash": book.file_hash,
+        "page_count": book.page_count,
+        "language": iso_language(book.language),
+        "series_name": fit_text(series_name, NAME_LENGTH, cut, "series"),
+        "series_number": series_number,
+        "notes": book.notes or 0,
+        "highlights": book.highlights or 0,
+        "full_title": book.title,
+        "full_series": book.series,
+        "raw_language": book.language,
+    }
+
+
+@dataclass(frozen=True)
+class ReaderBook:
+    """A row of the reader's books that no book of the job holds yet: a candidate for a new book."""
+
+    book_id: int
+    title: str
+    first_author: Optional[str]
+    file_hash: Optional[str]
+    isbns: tuple[str, ...]
+
+
+def match_reader_books(new_books: Iterable[Book], rows: Iterable[ReaderBook],
+                       isbns_of_key: dict[str, set[str]]) -> dict[str, tuple[int, str]]:
+    """book_key -> (book_id, rule) of the reader's row each new book is, by the first rule that finds exactly
+    one row no other new book took: the same file hash, an ISBN Calibre gives the book, then the same
+    normalised title and first author (a row the enrichment job created first)."""
+    titles = {row.book_id: row.title for row in rows}
+    by_rule: dict[str, dict] = {"file_hash": {}, "isbn": {}, "author": {}}
+    for row in rows:
+        keys = {"file_hash": [row.file_hash], "isbn": [isbn_key(i) for i in row.isbns],
+                "author": [normalise_author(row.first_author) if row.first_author else None]}
+        for rule, values in keys.items():
+            for value in values:
+                if value:
+                    by_rule[rule].setdefault(value, set()).add(row.book_id)
+    matches: dict[str, tuple[int, str]] = {}
+    for book in sorted(new_books, key=operator.attrgetter("book_key")):
+        first_author = normalise_author(book.authors[0]) if book.authors else ""
+        same_author = by_rule["author"].get(first_author, set()) if first_author and book.title else set()
+        wanted = {"file_hash": by_rule["file_hash"].get(book.file_hash, set()),
+                  "isbn": set().union(*(by_rule["isbn"].get(isbn_key(i), set())
+                                        for i in isbns_of_key.get(book.book_key, ()))),
+                  "title_author": {book_id for book_id in same_author if titles_agree(book.title, titles[book_id])}}
+        taken = {book_id for book_id, _rule in matches.values()}
+        for rule, candidates in wanted.items():
+            found = candidates - taken
+            if len(found) == 1:
+                matches[book.book_key] = (found.pop(), rule)
+                break
+    return matches
 
 
 # Sidecars: what the reader thought of a book. Local times are the device's wall time.
@@ -1580,6 +1728,14 @@ def isbn_key(value: str) -> Optional[str]:
     return digits or None
 
 
+def isbn_columns(value: str) -> tuple[Optional[str], Optional[str]]:
+    """An ISBN as the reader's books.isbn_13 and isbn_10 hold it: digits only, each form where it has one."""
+    digits = re.sub(r"[^0-9X]", "", value.upper())
+    isbn_13 = isbn_key(value)
+    return (isbn_13 if isbn_13 and len(isbn_13) == 13 and isbn_13.isdigit() else None,
+            digits if len(digits) == 10 and isbn_13 != digits else None)
+
+
 def identifier_key(scheme: str, value: str) -> Optional[tuple[str, str]]:
     """A key that two spellings of one identifier share (ISBN-10 and -13, case)."""
     if scheme == "calibre":  # a calibre id holds only in the library that wrote it
@@ -1719,8 +1875,9 @@ class Session:
 
     @property
     def duration_minutes(self) -> int:
-        """Rounded to the nearest minute, halves up."""
-        return (self.duration_seconds + 30) // 60
+        """Rounded to the nearest minute, halves up, and at least 1: the reader's column requires it
+        (CHECK duration_minutes > 0); the exact time is duration_seconds."""
+        return max(1, (self.duration_seconds + 30) // 60)
 
 
 START_THEN_PAGE = operator.itemgetter(1, 0)
@@ -1786,12 +1943,290 @@ def number_reads(sessions: Sequence[Session]) -> list[int]:
 # Load: PostgreSQL, one transaction per run, a constant number of round trips
 # --------------------------------------------------------------------------------------
 
+# The reader's warehouse, as their own scripts create it (../shared/reader-warehouse/): created here only
+# where it is missing, so that a fresh database and one the reader initialised hold the same public schema.
+# Nothing here alters an object that exists; a test compares the catalog with the reader's scripts.
+READER_SCHEMA_DDL = """
+CREATE TABLE IF NOT EXISTS public.authors (
+    author_id           serial PRIMARY KEY,
+    author_name         varchar(255) NOT NULL,
+    alternate_names     jsonb DEFAULT '[]',
+    author_slug         varchar(255),
+    author_hardcover_id varchar(100) UNIQUE,
+    book_count          integer,
+    contributions       jsonb DEFAULT '[]',
+    born_year           integer,
+    is_bipoc            boolean DEFAULT false,
+    is_lgbtq            boolean DEFAULT false,
+    identifiers         jsonb DEFAULT '{}',
+    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at          timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_authors_hardcover_id ON public.authors (author_hardcover_id);
+CREATE INDEX IF NOT EXISTS idx_authors_name ON public.authors (author_name);
+CREATE INDEX IF NOT EXISTS idx_authors_diversity ON public.authors (is_bipoc, is_lgbtq)
+    WHERE is_bipoc = true OR is_lgbtq = true;
+CREATE TABLE IF NOT EXISTS public.publishers (
+    publisher_id           serial PRIMARY KEY,
+    publisher_name         varchar(255) NOT NULL UNIQUE,
+    alternate_names        text[] DEFAULT '{}',
+    publisher_hardcover_id integer UNIQUE,
+    canonical_hardcover_id integer,
+    parent_id              integer,
+    parent_publisher       varchar(255),
+    country                varchar(100),
+    notes                  text,
+    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_publishers_hardcover_id ON public.publishers (publisher_hardcover_id);
+CREATE INDEX IF NOT EXISTS idx_publishers_canonical_id ON public.publishers (canonical_hardcover_id);
+CREATE TABLE IF NOT EXISTS public.books (
+    book_id                serial PRIMARY KEY,
+    title                  varchar(255) NOT NULL,
+    author                 varchar(255),
+    author_id              integer REFERENCES public.authors (author_id) ON DELETE SET NULL,
+    isbn_13                varchar(20),
+    isbn_10                varchar(20),
+    asin                   varchar(20),
+    hardcover_book_id      varchar(100),
+    publisher_id           integer REFERENCES public.publishers (publisher_id) ON DELETE SET NULL,
+    publisher_name         varchar(255),
+    series_name            varchar(255),
+    series_number          numeric(5,2),
+    page_count             integer,
+    audio_seconds          integer,
+    language               char(2) DEFAULT 'en',
+    published_date         date,
+    description            text,
+    hardcover_rating       numeric(3,2),
+    hardcover_rating_count integer,
+    user_rating            numeric(3,2),
+    user_rating_date       timestamp,
+    author_hardcover_id    varchar(100),
+    is_bipoc               boolean DEFAULT false,
+    is_lgbtq               boolean DEFAULT false,
+    author_birth_year      integer,
+    author_books_count     integer,
+    genres                 jsonb DEFAULT '[]',
+    moods                  jsonb DEFAULT '[]',
+    content_warnings       jsonb DEFAULT '[]',
+    cached_tags            jsonb DEFAULT '[]',
+    alternative_titles     jsonb DEFAULT '[]',
+    activities_count       integer,
+    cover_color            jsonb,
+    users_read_count       integer,
+    users_count            integer,
+    file_hash              varchar(32),
+    notes                  integer DEFAULT 0,
+    highlights             integer DEFAULT 0,
+    source                 varchar(50) DEFAULT 'koreader',
+    device_stats_source    varchar(100),
+    cover_url              text,
+    user_owns_ebook        boolean DEFAULT false,
+    user_owns_audiobook    boolean DEFAULT false,
+    user_owns_physical     boolean DEFAULT false,
+    user_reading_status    varchar(50),
+    user_added_date        timestamp,
+    media_types_owned      text[] DEFAULT '{"ebook"}',
+    owned_physical_formats text[] DEFAULT '{}',
+    owned_special_editions text[] DEFAULT '{}',
+    read_count             integer DEFAULT 1,
+    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_books_isbn_13 ON public.books (isbn_13);
+CREATE INDEX IF NOT EXISTS idx_books_asin ON public.books (asin);
+CREATE INDEX IF NOT EXISTS idx_books_author_id ON public.books (author_id);
+CREATE INDEX IF NOT EXISTS idx_books_hardcover_id ON public.books (hardcover_book_id);
+CREATE INDEX IF NOT EXISTS idx_books_publisher_id ON public.books (publisher_id);
+CREATE INDEX IF NOT EXISTS idx_books_source ON public.books (source);
+CREATE INDEX IF NOT EXISTS idx_books_published_date ON public.books (published_date);
+CREATE INDEX IF NOT EXISTS idx_books_cached_tags ON public.books USING gin (cached_tags);
+CREATE INDEX IF NOT EXISTS idx_books_genres ON public.books USING gin (genres);
+CREATE INDEX IF NOT EXISTS idx_books_moods ON public.books USING gin (moods);
+CREATE INDEX IF NOT EXISTS idx_books_content_warnings ON public.books USING gin (content_warnings);
+CREATE INDEX IF NOT EXISTS idx_books_author_diversity ON public.books (author_id, is_bipoc, is_lgbtq);
+CREATE INDEX IF NOT EXISTS idx_books_user_ownership ON public.books (user_owns_ebook, user_owns_audiobook,
+    user_owns_physical) WHERE user_owns_ebook = true OR user_owns_audiobook = true OR user_owns_physical = true;
+CREATE INDEX IF NOT EXISTS idx_books_reading_status ON public.books (user_reading_status)
+    WHERE user_reading_status IS NOT NULL;
+CREATE TABLE IF NOT EXISTS public.book_editions (
+    edition_id       serial PRIMARY KEY,
+    book_id          integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
+    edition_format   varchar(50),
+    edition_name     varchar(255),
+    publication_year integer,
+    publisher_specific varchar(255),
+    isbn_specific    varchar(20),
+    language         varchar(10),
+    pages            integer,
+    audio_seconds    integer,
+    release_date     date,
+    condition        varchar(50),
+    notes            text,
+    date_acquired    date,
+    display_location varchar(100),
+    created_at       timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_book_editions_book_id ON public.book_editions (book_id);
+CREATE INDEX IF NOT EXISTS idx_book_editions_format ON public.book_editions (edition_format);
+CREATE INDEX IF NOT EXISTS idx_book_editions_format_book ON public.book_editions (edition_format, book_id);
+CREATE TABLE IF NOT EXISTS public.reading_sessions (
+    session_id          bigserial PRIMARY KEY,
+    book_id             integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
+    start_time          timestamp NOT NULL,
+    duration_minutes    integer NOT NULL,
+    device              varchar(50) NOT NULL,
+    media_type          varchar(20) DEFAULT 'ebook',
+    pages_read          integer,
+    read_instance_id    uuid DEFAULT gen_random_uuid(),
+    is_parallel_read    boolean DEFAULT false,
+    read_number         integer DEFAULT 1,
+    end_time            timestamp,
+    data_source         varchar(50) DEFAULT 'koreader',
+    device_stats_source varchar(100),
+    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE (book_id, start_time, device),
+    CONSTRAINT duration_positive CHECK (duration_minutes > 0),
+    CONSTRAINT valid_start_time CHECK (start_time <= CURRENT_TIMESTAMP)
+);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_id ON public.reading_sessions (book_id);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_start_time ON public.reading_sessions (start_time);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_device ON public.reading_sessions (device);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_media_type ON public.reading_sessions (media_type);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_data_source ON public.reading_sessions (data_source);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_read_instance ON public.reading_sessions (read_instance_id);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_date ON public.reading_sessions (book_id, start_time DESC);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_date_device ON public.reading_sessions (start_time DESC, device);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_parallel ON public.reading_sessions (is_parallel_read,
+    read_instance_id) WHERE is_parallel_read = true;
+CREATE TABLE IF NOT EXISTS public.sync_status (
+    sync_id               serial PRIMARY KEY,
+    source_name           varchar(50) NOT NULL UNIQUE,
+    last_sync_time        timestamp,
+    last_sync_cursor      varchar(255),
+    records_synced        integer DEFAULT 0,
+    records_created       integer DEFAULT 0,
+    records_updated       integer DEFAULT 0,
+    sync_status           varchar(50) DEFAULT 'pending',
+    error_message         text,
+    sync_duration_seconds integer,
+    next_scheduled_sync   timestamp,
+    sync_mode             varchar(50) DEFAULT 'incremental',
+    created_at            timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at            timestamp DEFAULT CURRENT_TIMESTAMP
+);
+DO $reader$
+BEGIN
+    IF to_regclass('public.book_stats') IS NULL THEN
+        CREATE VIEW public.book_stats AS
+        SELECT b.book_id, b.title, b.author,
+               max(rs.start_time) AS last_opened,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_read_time_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_read_time_audio_minutes,
+               sum(rs.duration_minutes) AS total_read_time_minutes,
+               sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') AS total_pages_read_ebook,
+               count(*) FILTER (WHERE rs.media_type = 'ebook') AS ebook_session_count,
+               count(*) FILTER (WHERE rs.media_type = 'audiobook') AS audiobook_session_count,
+               count(*) AS total_sessions,
+               count(DISTINCT rs.read_instance_id) AS read_count,
+               CASE WHEN sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') > 0
+                    THEN round(sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook')::numeric
+                               / NULLIF(sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook'), 0), 2)
+               END AS avg_reading_speed_pages_per_minute
+        FROM public.books b LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY b.book_id, b.title, b.author;
+    END IF;
+    IF to_regclass('public.reading_timeline') IS NULL THEN
+        CREATE VIEW public.reading_timeline AS
+        SELECT rs.session_id, rs.start_time, rs.end_time, rs.duration_minutes, rs.pages_read, rs.media_type,
+               rs.device, rs.data_source, rs.read_instance_id, rs.is_parallel_read, rs.read_number, b.book_id,
+               b.title, b.author, b.series_name, b.series_number, b.cached_tags, p.publisher_name AS publisher,
+               a.author_name
+        FROM public.reading_sessions rs
+        JOIN public.books b ON rs.book_id = b.book_id
+        LEFT JOIN public.publishers p ON b.publisher_id = p.publisher_id
+        LEFT JOIN public.authors a ON b.author_id = a.author_id
+        ORDER BY rs.start_time DESC;
+    END IF;
+    IF to_regclass('public.publisher_analytics') IS NULL THEN
+        CREATE VIEW public.publisher_analytics AS
+        SELECT p.publisher_id, p.publisher_name, p.parent_id,
+               count(DISTINCT b.book_id) AS books_read,
+               count(DISTINCT rs.session_id) AS total_sessions,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
+               avg(b.hardcover_rating) AS avg_hardcover_rating,
+               avg(b.user_rating) AS avg_user_rating
+        FROM public.publishers p
+        LEFT JOIN public.books b ON p.publisher_id = b.publisher_id
+        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY p.publisher_id, p.publisher_name, p.parent_id;
+    END IF;
+    IF to_regclass('public.author_analytics') IS NULL THEN
+        CREATE VIEW public.author_analytics AS
+        SELECT a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq,
+               count(DISTINCT b.book_id) AS books_read,
+               count(DISTINCT rs.session_id) AS total_sessions,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
+               avg(b.hardcover_rating) AS avg_hardcover_rating,
+               avg(b.user_rating) AS avg_user_rating
+        FROM public.authors a
+        LEFT JOIN public.books b ON a.author_id = b.author_id
+        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq;
+    END IF;
+    IF to_regclass('public.tandem_reading_sessions') IS NULL THEN
+        CREATE VIEW public.tandem_reading_sessions AS
+        SELECT read_instance_id, book_id,
+               count(*) AS session_count,
+               count(DISTINCT media_type) AS distinct_media_types,
+               min(start_time) AS instance_start,
+               max(end_time) AS instance_end,
+               string_agg(DISTINCT media_type, ', ' ORDER BY media_type) AS media_types_combined,
+               sum(duration_minutes) AS total_duration_all_formats,
+               extract(epoch FROM (max(end_time) - min(start_time))) / 60 AS overlap_aware_duration_minutes
+        FROM public.reading_sessions
+        WHERE is_parallel_read = true
+        GROUP BY read_instance_id, book_id;
+    END IF;
+    IF to_regprocedure('public.update_modified_column()') IS NULL THEN
+        CREATE FUNCTION public.update_modified_column() RETURNS trigger AS $function$
+BEGIN
+  NEW.updated_at = CURRENT_TIMESTAMP;
+  RETURN NEW;
+END;
+$function$ LANGUAGE plpgsql;
+    END IF;
+""" + "".join(f"""    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'update_{table}_updated_at'
+                   AND tgrelid = 'public.{table}'::regclass) THEN
+        CREATE TRIGGER update_{table}_updated_at BEFORE UPDATE ON public.{table}
+        FOR EACH ROW EXECUTE FUNCTION public.update_modified_column();
+    END IF;
+""" for table in ("authors", "publishers", "books", "sync_status")) + """END
+$reader$;
+-- What the job adds to the reader's tables: appended columns only.
+ALTER TABLE public.reading_sessions ADD COLUMN IF NOT EXISTS duration_seconds integer,
+    ADD COLUMN IF NOT EXISTS start_page integer, ADD COLUMN IF NOT EXISTS end_page integer,
+    ADD COLUMN IF NOT EXISTS total_pages integer;
+ALTER TABLE public.book_editions ADD COLUMN IF NOT EXISTS calibre_id integer,
+    ADD COLUMN IF NOT EXISTS calibre_uuid text;
+"""
+
+# The job's own objects, in a schema of their own: what the reader's tables have no place for (page views,
+# devices, KOReader's identity of each book, runs, Calibre, sidecars, highlights) and richer views.
+# Every per-book table refers to book_keys, the job's identity of a reader's book: re-homing a book onto
+# another warehouse row is one UPDATE there (ON UPDATE CASCADE), and a book the reader deletes takes the
+# job's rows of it along.
 SCHEMA_DDL = """
-CREATE TABLE IF NOT EXISTS schema_meta (
+CREATE SCHEMA IF NOT EXISTS bookhelper;
+CREATE TABLE IF NOT EXISTS bookhelper.schema_meta (
     key   text PRIMARY KEY,
     value text NOT NULL
 );
-CREATE TABLE IF NOT EXISTS devices (
+CREATE TABLE IF NOT EXISTS bookhelper.devices (
     device_id     integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     name          text NOT NULL UNIQUE,
     timezone      text NOT NULL,
@@ -1799,92 +2234,86 @@ CREATE TABLE IF NOT EXISTS devices (
     first_seen_at timestamptz NOT NULL DEFAULT now(),
     last_seen_at  timestamptz NOT NULL DEFAULT now()
 );
-CREATE TABLE IF NOT EXISTS authors (
-    author_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name      text NOT NULL
+CREATE TABLE IF NOT EXISTS bookhelper.book_keys (
+    book_id       integer PRIMARY KEY REFERENCES public.books ON DELETE CASCADE ON UPDATE CASCADE,
+    book_key      text NOT NULL UNIQUE,
+    created_book  boolean NOT NULL,
+    matched_by    text NOT NULL,
+    title         text,
+    series        text,
+    language      text,
+    last_open_at  timestamptz,
+    metadata_hash text,
+    author_id     integer,
+    loaded_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS bookhelper.author_names (
+    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
+    name      text NOT NULL,
+    created   boolean NOT NULL
 );
 -- Unique on a digest: a btree entry cannot hold a name of several kilobytes.
-CREATE UNIQUE INDEX IF NOT EXISTS authors_name_md5 ON authors (md5(name));
-CREATE TABLE IF NOT EXISTS publishers (
-    publisher_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name         text NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS publishers_name_md5 ON publishers (md5(name));
-CREATE TABLE IF NOT EXISTS books (
-    book_id      integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    book_key     text NOT NULL UNIQUE,
-    title        text,
-    author_id    integer REFERENCES authors,
-    file_hash    text,
-    page_count   integer,
-    language     text,
-    series       text,
-    source       text NOT NULL DEFAULT 'koreader',
-    last_open_at timestamptz,
-    metadata_hash text,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    updated_at   timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS books_file_hash ON books (file_hash);
-CREATE TABLE IF NOT EXISTS book_authors (
-    book_id   integer NOT NULL REFERENCES books ON DELETE CASCADE,
-    author_id integer NOT NULL REFERENCES authors,
+CREATE UNIQUE INDEX IF NOT EXISTS author_names_name_md5 ON bookhelper.author_names (md5(name));
+CREATE TABLE IF NOT EXISTS bookhelper.book_authors (
+    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
     position  smallint NOT NULL,
     PRIMARY KEY (book_id, position)
 );
-CREATE INDEX IF NOT EXISTS book_authors_author ON book_authors (author_id);
-CREATE TABLE IF NOT EXISTS book_editions (
-    edition_id   integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    book_id      integer NOT NULL REFERENCES books ON DELETE CASCADE,
-    isbn         text,
-    format       text,
-    publisher_id integer REFERENCES publishers,
-    source       text NOT NULL,
-    calibre_id   integer,
-    calibre_uuid text,
-    published_on date,
-    UNIQUE (book_id, source, isbn, format)
-);
+CREATE INDEX IF NOT EXISTS book_authors_author ON bookhelper.book_authors (author_id);
 -- A Calibre library (current state): the Calibre book each warehouse book is matched to and how,
--- what Calibre says of it, its tags and identifiers; and the reader's own corrections of the match.
-CREATE TABLE IF NOT EXISTS calibre_match_overrides (
-    book_id    integer PRIMARY KEY REFERENCES books ON DELETE CASCADE,
+-- what Calibre says of it, its tags and identifiers; the values the job wrote into the reader's shared
+-- columns (so that it only ever replaces its own); and the reader's own corrections of the match.
+CREATE TABLE IF NOT EXISTS bookhelper.calibre_match_overrides (
+    book_id    integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     calibre_id integer,
     note       text
 );
-CREATE TABLE IF NOT EXISTS book_calibre (
-    book_id      integer PRIMARY KEY REFERENCES books ON DELETE CASCADE,
-    calibre_id   integer NOT NULL,
-    calibre_uuid text,
-    match_rule   text NOT NULL,
-    title        text,
-    series       text,
-    series_index double precision,
-    languages    text[] NOT NULL DEFAULT '{}',
-    rating       smallint CHECK (rating BETWEEN 1 AND 5),
-    status       text,
-    published_on date
+CREATE TABLE IF NOT EXISTS bookhelper.book_calibre (
+    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    calibre_id     integer NOT NULL,
+    calibre_uuid   text,
+    match_rule     text NOT NULL,
+    title          text,
+    series         text,
+    series_index   double precision,
+    languages      text[] NOT NULL DEFAULT '{}',
+    rating         smallint CHECK (rating BETWEEN 1 AND 5),
+    status         text,
+    published_on   date,
+    publisher      text,
+    isbn           text
 );
-CREATE TABLE IF NOT EXISTS tags (
+CREATE TABLE IF NOT EXISTS bookhelper.shared_values (
+    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    isbn_13        text,
+    isbn_10        text,
+    publisher_id   integer,
+    publisher_name text
+);
+CREATE TABLE IF NOT EXISTS bookhelper.created_publishers (
+    publisher_id integer PRIMARY KEY REFERENCES public.publishers ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS bookhelper.tags (
     tag_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     name   text NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS tags_name_md5 ON tags (md5(name));
-CREATE TABLE IF NOT EXISTS book_tags (
-    book_id integer NOT NULL REFERENCES books ON DELETE CASCADE,
-    tag_id  integer NOT NULL REFERENCES tags,
+CREATE UNIQUE INDEX IF NOT EXISTS tags_name_md5 ON bookhelper.tags (md5(name));
+CREATE TABLE IF NOT EXISTS bookhelper.book_tags (
+    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    tag_id  integer NOT NULL REFERENCES bookhelper.tags,
     source  text NOT NULL,
     PRIMARY KEY (book_id, tag_id, source)
 );
-CREATE TABLE IF NOT EXISTS book_identifiers (
-    book_id integer NOT NULL REFERENCES books ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS bookhelper.book_identifiers (
+    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     source  text NOT NULL,
     scheme  text NOT NULL,
     value   text NOT NULL,
     PRIMARY KEY (book_id, source, scheme, value)
 );
-CREATE TABLE IF NOT EXISTS page_views (
-    book_id     integer NOT NULL,
+CREATE TABLE IF NOT EXISTS bookhelper.page_views (
+    book_id     integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     page        integer NOT NULL,
     start_epoch bigint NOT NULL,
     duration    integer NOT NULL,
@@ -1892,16 +2321,16 @@ CREATE TABLE IF NOT EXISTS page_views (
     device_id   integer NOT NULL,
     PRIMARY KEY (book_id, page, start_epoch)
 );
-CREATE TABLE IF NOT EXISTS device_book_ids (
-    device_id integer NOT NULL REFERENCES devices,
+CREATE TABLE IF NOT EXISTS bookhelper.device_book_ids (
+    device_id integer NOT NULL REFERENCES bookhelper.devices,
     id_book   bigint NOT NULL,
-    book_id   integer NOT NULL REFERENCES books ON DELETE CASCADE,
+    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     book_key  text NOT NULL,
     PRIMARY KEY (device_id, id_book)
 );
-CREATE TABLE IF NOT EXISTS device_books (
-    device_id        integer NOT NULL REFERENCES devices,
-    book_id          integer NOT NULL REFERENCES books ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS bookhelper.device_books (
+    device_id        integer NOT NULL REFERENCES bookhelper.devices,
+    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     row_count        bigint NOT NULL,
     duration_sum     bigint NOT NULL,
     last_start_epoch bigint NOT NULL,
@@ -1910,40 +2339,19 @@ CREATE TABLE IF NOT EXISTS device_books (
     loaded_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, book_id)
 );
-CREATE TABLE IF NOT EXISTS reading_sessions (
-    session_id       bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    book_id          integer NOT NULL REFERENCES books,
-    start_time       timestamptz NOT NULL,
-    end_time         timestamptz NOT NULL,
-    duration_seconds integer NOT NULL,
-    duration_minutes integer NOT NULL,
-    pages_read       integer NOT NULL,
-    start_page       integer,
-    end_page         integer,
-    total_pages      integer,
-    device           text NOT NULL,
-    media_type       text NOT NULL DEFAULT 'ebook',
-    data_source      text NOT NULL DEFAULT 'koreader',
-    read_instance_id uuid,
-    read_number      integer,
-    created_at       timestamptz NOT NULL DEFAULT now(),
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (book_id, start_time, device)
-);
-CREATE INDEX IF NOT EXISTS reading_sessions_start ON reading_sessions (start_time);
 -- KOReader's sidecars (current state per device): the fingerprint of each file, what each says of its
 -- book, and its highlights, notes and page bookmarks.
-CREATE TABLE IF NOT EXISTS sidecar_files (
-    device_id    integer NOT NULL REFERENCES devices,
+CREATE TABLE IF NOT EXISTS bookhelper.sidecar_files (
+    device_id    integer NOT NULL REFERENCES bookhelper.devices,
     sidecar_path text NOT NULL,
     content_hash text NOT NULL,
-    book_id      integer REFERENCES books ON DELETE CASCADE,
+    book_id      integer REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     loaded_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, sidecar_path)
 );
-CREATE TABLE IF NOT EXISTS book_sidecars (
-    device_id        integer NOT NULL REFERENCES devices,
-    book_id          integer NOT NULL REFERENCES books ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS bookhelper.book_sidecars (
+    device_id        integer NOT NULL REFERENCES bookhelper.devices,
+    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     sidecar_path     text NOT NULL,
     status           text NOT NULL,
     status_modified  date,
@@ -1956,9 +2364,9 @@ CREATE TABLE IF NOT EXISTS book_sidecars (
     loaded_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (device_id, book_id)
 );
-CREATE TABLE IF NOT EXISTS highlights (
-    device_id     integer NOT NULL REFERENCES devices,
-    book_id       integer NOT NULL REFERENCES books ON DELETE CASCADE,
+CREATE TABLE IF NOT EXISTS bookhelper.highlights (
+    device_id     integer NOT NULL REFERENCES bookhelper.devices,
+    book_id       integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
     position      integer NOT NULL,
     kind          text NOT NULL CHECK (kind IN ('highlight', 'note', 'bookmark')),
     text          text,
@@ -1976,7 +2384,7 @@ CREATE TABLE IF NOT EXISTS highlights (
     updated_at    timestamptz,
     PRIMARY KEY (device_id, book_id, position)
 );
-CREATE TABLE IF NOT EXISTS etl_runs (
+CREATE TABLE IF NOT EXISTS bookhelper.etl_runs (
     run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
     run_uuid           uuid NOT NULL,
     started_at         timestamptz NOT NULL,
@@ -2005,7 +2413,7 @@ CREATE TABLE IF NOT EXISTS etl_runs (
     source_modified_at timestamptz,
     notes              text
 );
-CREATE TABLE IF NOT EXISTS sync_status (
+CREATE TABLE IF NOT EXISTS bookhelper.device_sync (
     source             text NOT NULL,
     device             text NOT NULL,
     last_success_at    timestamptz,
@@ -2024,48 +2432,56 @@ CREATE TABLE IF NOT EXISTS sync_status (
     PRIMARY KEY (source, device)
 );
 
-CREATE OR REPLACE VIEW book_stats AS
+-- Exact seconds per book, with what the sidecars and Calibre say of it.
+CREATE OR REPLACE VIEW bookhelper.book_reading AS
 SELECT b.book_id, b.title,
        (SELECT string_agg(a.name, '; ' ORDER BY ba.position)
-          FROM book_authors ba JOIN authors a USING (author_id) WHERE ba.book_id = b.book_id) AS authors,
+          FROM bookhelper.book_authors ba JOIN bookhelper.author_names a USING (author_id)
+         WHERE ba.book_id = b.book_id) AS authors,
        b.file_hash, b.page_count,
-       coalesce(b.language, (SELECT c.languages[1] FROM book_calibre c WHERE c.book_id = b.book_id)) AS language,
-       coalesce(b.series, (SELECT c.series || coalesce(' #' || trim_scale(c.series_index::numeric)::text, '')
-                           FROM book_calibre c WHERE c.book_id = b.book_id)) AS series,
+       coalesce(k.language, (SELECT c.languages[1] FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id))
+           AS language,
+       coalesce(k.series, (SELECT c.series || coalesce(' #' || trim_scale(c.series_index::numeric)::text, '')
+                           FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS series,
        count(s.session_id) AS sessions,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AS first_read_at,
-       max(s.end_time) AS last_read_at,
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at,
        coalesce(max(s.read_number), 0) AS reads,
        count(DISTINCT s.device) AS devices,
-       coalesce((SELECT bs.status FROM book_sidecars bs WHERE bs.book_id = b.book_id
+       coalesce((SELECT bs.status FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
                  ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
-                (SELECT c.status FROM book_calibre c WHERE c.book_id = b.book_id)) AS status,
-       coalesce((SELECT bs.rating FROM book_sidecars bs WHERE bs.book_id = b.book_id
+                (SELECT c.status FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS status,
+       coalesce((SELECT bs.rating FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
                  ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
-                (SELECT c.rating FROM book_calibre c WHERE c.book_id = b.book_id)) AS rating,
-       (SELECT count(*) FROM highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark') AS highlights,
-       (SELECT p.name FROM book_editions e JOIN publishers p USING (publisher_id) WHERE e.book_id = b.book_id
-        ORDER BY e.source, e.edition_id LIMIT 1) AS publisher,
-       (SELECT array_agg(DISTINCT g.name ORDER BY g.name) FROM book_tags bt JOIN tags g USING (tag_id)
-        WHERE bt.book_id = b.book_id) AS tags
-FROM books b LEFT JOIN reading_sessions s ON s.book_id = b.book_id
-GROUP BY b.book_id;
+                (SELECT c.rating FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS rating,
+       (SELECT count(*) FROM bookhelper.highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark')
+           AS highlights,
+       (SELECT e.publisher_specific FROM public.book_editions e
+        WHERE e.book_id = b.book_id AND e.calibre_id IS NOT NULL AND e.publisher_specific IS NOT NULL
+        ORDER BY e.edition_id LIMIT 1) AS publisher,
+       (SELECT array_agg(DISTINCT g.name ORDER BY g.name) FROM bookhelper.book_tags bt
+        JOIN bookhelper.tags g USING (tag_id) WHERE bt.book_id = b.book_id) AS tags
+FROM public.books b
+JOIN bookhelper.book_keys k USING (book_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = b.book_id AND s.data_source = 'koreader'
+GROUP BY b.book_id, k.book_id;
 
 -- One row per finish: every read (read_number) that reached the end, and the sidecar's "complete"
 -- status, reconciled: a status set during a read that reached the end is that read's finish, not a
 -- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
-CREATE OR REPLACE VIEW finished_books AS
+CREATE OR REPLACE VIEW bookhelper.finished_books AS
 WITH reads AS (
-    SELECT book_id, read_number, min(start_time) AS started_at, max(end_time) AS ended_at,
+    SELECT book_id, read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
+           max(end_time) AT TIME ZONE 'UTC' AS ended_at,
            bool_or(total_pages > 0 AND 10 * end_page >= 9 * total_pages) AS reached_end,
-           lead(min(start_time)) OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
-    FROM reading_sessions WHERE data_source = 'koreader'
+           lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
+    FROM public.reading_sessions WHERE data_source = 'koreader'
     GROUP BY book_id, read_number
 ), marked AS (
     SELECT DISTINCT ON (book_id) book_id, status_modified
-    FROM book_sidecars WHERE status = 'complete'
+    FROM bookhelper.book_sidecars WHERE status = 'complete'
     ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
 ), finishes AS (
     SELECT r.book_id, r.read_number, r.ended_at AS finished_at,
@@ -2079,107 +2495,99 @@ WITH reads AS (
 )
 SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
        AS finished_on, f.evidence
-FROM finishes f JOIN books b USING (book_id)
+FROM finishes f JOIN public.books b USING (book_id)
 UNION ALL
 SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status'
-FROM marked m JOIN books b USING (book_id)
+FROM marked m JOIN public.books b USING (book_id)
 WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
 
 -- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
-CREATE OR REPLACE VIEW page_view_times AS
+CREATE OR REPLACE VIEW bookhelper.page_view_times AS
 SELECT p.book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id,
        CASE WHEN d.clock = 'local'
             THEN extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE d.timezone)::bigint
             ELSE p.start_epoch END AS utc_epoch,
        d.timezone
-FROM page_views p JOIN devices d USING (device_id);
+FROM bookhelper.page_views p JOIN bookhelper.devices d USING (device_id);
 
-CREATE OR REPLACE VIEW reading_timeline AS
+CREATE OR REPLACE VIEW bookhelper.reading_days AS
 SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day,
        sum(p.duration) AS reading_seconds,
        round(sum(p.duration) / 60.0, 1) AS reading_minutes,
        count(DISTINCT p.book_id) AS books,
        count(*) AS page_views
-FROM page_view_times p
+FROM bookhelper.page_view_times p
 GROUP BY 1;
 
-CREATE OR REPLACE VIEW reading_streaks AS
+CREATE OR REPLACE VIEW bookhelper.reading_streaks AS
 SELECT min(day) AS first_day, max(day) AS last_day, count(*) AS days, sum(reading_seconds) AS reading_seconds
 FROM (SELECT day, reading_seconds, day - (row_number() OVER (ORDER BY day))::integer AS streak
-      FROM reading_timeline) AS days
+      FROM bookhelper.reading_days) AS days
 GROUP BY streak;
 
-CREATE OR REPLACE VIEW author_analytics AS
+CREATE OR REPLACE VIEW bookhelper.author_reading AS
 SELECT a.author_id, a.name,
        count(DISTINCT ba.book_id) AS books,
        count(s.session_id) AS sessions,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AS first_read_at,
-       max(s.end_time) AS last_read_at
-FROM authors a
-JOIN book_authors ba USING (author_id)
-LEFT JOIN reading_sessions s ON s.book_id = ba.book_id
-GROUP BY a.author_id;
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
+FROM bookhelper.author_names a
+JOIN bookhelper.book_authors ba USING (author_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = ba.book_id AND s.data_source = 'koreader'
+GROUP BY a.author_id, a.name;
 
-CREATE OR REPLACE VIEW publisher_analytics AS
-SELECT p.publisher_id, p.name,
+CREATE OR REPLACE VIEW bookhelper.publisher_reading AS
+SELECT pb.publisher AS name,
        count(DISTINCT pb.book_id) AS books,
        count(s.session_id) AS sessions,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours
-FROM publishers p
-JOIN (SELECT DISTINCT publisher_id, book_id FROM book_editions) pb USING (publisher_id)
-LEFT JOIN reading_sessions s ON s.book_id = pb.book_id
-GROUP BY p.publisher_id;
+FROM (SELECT DISTINCT publisher, book_id FROM bookhelper.book_calibre WHERE publisher IS NOT NULL) pb
+LEFT JOIN public.reading_sessions s ON s.book_id = pb.book_id AND s.data_source = 'koreader'
+GROUP BY pb.publisher;
 
-CREATE OR REPLACE VIEW tag_analytics AS
+CREATE OR REPLACE VIEW bookhelper.tag_analytics AS
 SELECT g.tag_id, g.name AS tag,
        count(DISTINCT bt.book_id) AS books,
        count(s.session_id) AS sessions,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AS first_read_at,
-       max(s.end_time) AS last_read_at
-FROM tags g
-JOIN (SELECT DISTINCT tag_id, book_id FROM book_tags) bt USING (tag_id)
-LEFT JOIN reading_sessions s ON s.book_id = bt.book_id
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
+FROM bookhelper.tags g
+JOIN (SELECT DISTINCT tag_id, book_id FROM bookhelper.book_tags) bt USING (tag_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = bt.book_id AND s.data_source = 'koreader'
 GROUP BY g.tag_id;
-
-CREATE OR REPLACE VIEW tandem_reading_sessions AS
-SELECT a.book_id,
-       a.session_id AS first_session_id, a.media_type AS first_media_type,
-       b.session_id AS second_session_id, b.media_type AS second_media_type,
-       greatest(a.start_time, b.start_time) AS overlap_start,
-       least(a.end_time, b.end_time) AS overlap_end
-FROM reading_sessions a
-JOIN reading_sessions b
-  ON b.book_id = a.book_id AND a.media_type < b.media_type
- AND a.start_time < b.end_time AND b.start_time < a.end_time;
-
-INSERT INTO schema_meta (key, value) VALUES ('schema_version', %(version)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
 
-# Views are re-created whole on an upgrade: CREATE OR REPLACE VIEW cannot change a view's columns.
-VIEWS = ("tag_analytics", "finished_books", "tandem_reading_sessions", "publisher_analytics", "author_analytics",
-         "reading_streaks", "reading_timeline", "page_view_times", "book_stats")
+# Views a release before this one created in the reader's schema.
+LEGACY_VIEWS = ("public.tag_analytics", "public.finished_books", "public.tandem_reading_sessions",
+                "public.publisher_analytics", "public.author_analytics", "public.reading_streaks",
+                "public.reading_timeline", "public.page_view_times", "public.book_stats")
+# The job's tables of 2.0.0 that keep their name, moved into the job's own schema.
+MOVED_TABLES = ("schema_meta", "devices", "book_authors", "calibre_match_overrides", "book_calibre", "tags",
+                "book_tags", "book_identifiers", "page_views", "device_book_ids", "device_books", "sidecar_files",
+                "book_sidecars", "highlights", "etl_runs")
+# Foreign keys to the job's identity of a book, as CREATE TABLE names them: re-pointed by the 2.0.0 upgrade.
+BOOK_KEY_REFERENCES = ("page_views", "book_authors", "calibre_match_overrides", "book_calibre", "book_tags",
+                       "book_identifiers", "device_book_ids", "device_books", "sidecar_files", "book_sidecars",
+                       "highlights")
 
-# Upgrades of a warehouse made by an older release, by the version they start from; each runs inside
-# the run's transaction before SCHEMA_DDL, and none loses history.
+# Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
+# schema DDL, inside the run's transaction; none loses history.
 MIGRATIONS = {
     # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
     # start_time (rows of local-clock devices were stored converted to UTC: convert them back); every
     # device sends all its books once more, so that its KOReader book ids get recorded; and all sessions
     # are derived again under the device-independent rule.
-    1: """
+    1: ("""
 ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
 ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
 ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
 ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
 ALTER TABLE publishers DROP CONSTRAINT IF EXISTS publishers_name_key;
-ALTER TABLE book_editions ADD COLUMN IF NOT EXISTS calibre_id integer, ADD COLUMN IF NOT EXISTS calibre_uuid text,
-    ADD COLUMN IF NOT EXISTS published_on date;
 ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
 ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer,
     ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz,
@@ -2198,16 +2606,69 @@ SELECT * FROM raw_local_views
 ON CONFLICT (book_id, page, start_epoch) DO UPDATE
     SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
 DELETE FROM device_books;
-INSERT INTO schema_meta (key, value) VALUES ('session_gap_seconds', 'unknown')
+""", ""),
+    # 2.0.0 -> 3: the reader's warehouse is the contract. The job's tables move to schema bookhelper;
+    # its books, authors and sessions move into the reader's tables with the same ids (text cut to the
+    # reader's lengths until each device sends its books again, which the emptied fingerprints make it
+    # do); sessions are derived again into the reader's reading_sessions; Calibre's editions and shared
+    # values are written again on the next run that reads the library.
+    2: ("""
+CREATE SCHEMA IF NOT EXISTS bookhelper;
+""" + "".join(f"ALTER TABLE IF EXISTS public.{table} SET SCHEMA bookhelper;\n" for table in MOVED_TABLES) + """
+ALTER TABLE IF EXISTS public.sync_status RENAME TO device_sync;
+ALTER TABLE IF EXISTS public.device_sync RENAME CONSTRAINT sync_status_pkey TO device_sync_pkey;
+ALTER TABLE IF EXISTS public.device_sync SET SCHEMA bookhelper;
+ALTER TABLE public.books RENAME TO legacy_books;
+ALTER TABLE public.legacy_books SET SCHEMA bookhelper;
+ALTER TABLE public.authors RENAME TO legacy_authors;
+ALTER TABLE public.legacy_authors SET SCHEMA bookhelper;
+ALTER TABLE public.reading_sessions RENAME TO legacy_sessions;
+ALTER TABLE public.legacy_sessions SET SCHEMA bookhelper;
+DROP TABLE IF EXISTS public.book_editions, public.publishers CASCADE;
+ALTER TABLE IF EXISTS bookhelper.book_calibre ADD COLUMN IF NOT EXISTS publisher text,
+    ADD COLUMN IF NOT EXISTS isbn text;
+""", """
+INSERT INTO public.authors (author_id, author_name) SELECT author_id, left(name, 255) FROM bookhelper.legacy_authors;
+SELECT setval(pg_get_serial_sequence('public.authors', 'author_id'), coalesce(max(author_id), 0) + 1, false)
+FROM public.authors;
+INSERT INTO bookhelper.author_names (author_id, name, created) SELECT author_id, name, true
+FROM bookhelper.legacy_authors;
+INSERT INTO public.books (book_id, title, author, author_id, file_hash, page_count, source, device_stats_source)
+SELECT b.book_id, coalesce(left(b.title, 255), %(untitled)s),
+       (SELECT left(a.name, 255) FROM bookhelper.legacy_authors a WHERE a.author_id = b.author_id), b.author_id,
+       b.file_hash, b.page_count, 'koreader', %(stats_source)s
+FROM bookhelper.legacy_books b;
+SELECT setval(pg_get_serial_sequence('public.books', 'book_id'), coalesce(max(book_id), 0) + 1, false)
+FROM public.books;
+INSERT INTO bookhelper.book_keys (book_id, book_key, created_book, matched_by, title, series, language, author_id)
+SELECT book_id, book_key, true, 'created', title, series, language, author_id FROM bookhelper.legacy_books;
+DROP TABLE bookhelper.legacy_sessions, bookhelper.legacy_books, bookhelper.legacy_authors CASCADE;
+DELETE FROM bookhelper.page_views p WHERE NOT EXISTS (SELECT 1 FROM bookhelper.book_keys k WHERE k.book_id = p.book_id);
+""" + "".join(f"ALTER TABLE bookhelper.{table} DROP CONSTRAINT IF EXISTS {table}_book_id_fkey, ADD CONSTRAINT "
+              f"{table}_book_id_fkey FOREIGN KEY (book_id) REFERENCES bookhelper.book_keys ON DELETE CASCADE "
+              "ON UPDATE CASCADE;\n" for table in BOOK_KEY_REFERENCES) + """
+ALTER TABLE bookhelper.book_authors DROP CONSTRAINT IF EXISTS book_authors_author_id_fkey,
+    ADD CONSTRAINT book_authors_author_id_fkey FOREIGN KEY (author_id) REFERENCES public.authors ON DELETE CASCADE;
+DELETE FROM bookhelper.device_books;
+DELETE FROM bookhelper.schema_meta WHERE key = 'calibre_fingerprint';
+INSERT INTO bookhelper.schema_meta (key, value) VALUES ('session_gap_seconds', 'unknown')
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
-""",
+"""),
 }
 
-BEGIN_SQL = """
-BEGIN;
+# The warehouse's version, and the run's settings: UTC, whatever the database's TimeZone (the reader's
+# TIMESTAMP columns hold naive UTC, and their start_time CHECK compares in the session's zone), and the
+# job's schema beside the reader's.
+SESSION_SETTINGS_SQL = """
+SELECT set_config('TimeZone', 'UTC', true);
+SELECT set_config('search_path', 'bookhelper, ' || current_setting('search_path'), true);
+"""
+
+BEGIN_SQL = "BEGIN;" + SESSION_SETTINGS_SQL + """
 SELECT set_config('statement_timeout', %(statement_timeout)s, true);
 SELECT set_config('lock_timeout', %(statement_timeout)s, true);
-SELECT to_regclass('schema_meta') IS NOT NULL, pg_try_advisory_xact_lock(%(lock_key)s);
+SELECT to_regclass('bookhelper.schema_meta') IS NOT NULL, to_regclass('public.schema_meta') IS NOT NULL,
+       to_regclass('public.reading_sessions') IS NOT NULL, pg_try_advisory_xact_lock(%(lock_key)s);
 """
 
 # Only when another run holds the lock (lock_timeout = 0 would mean "no limit", so 0 never gets here).
@@ -2226,7 +2687,7 @@ SELECT d.device_id, d.timezone, d.clock, (SELECT value FROM schema_meta WHERE ke
        b.book_key, f.row_count, f.duration_sum, f.last_start_epoch, f.future_rows, f.metadata_hash
 FROM devices d
 LEFT JOIN device_books f ON f.device_id = d.device_id
-LEFT JOIN books b ON b.book_id = f.book_id
+LEFT JOIN book_keys b ON b.book_id = f.book_id
 WHERE d.name = %(device)s;
 """
 
@@ -2248,7 +2709,7 @@ FROM jsonb_to_recordset(%(sidecars)s::jsonb) AS s(
     book_key text, paths text[], hashes text[], status text, status_modified date, rating smallint, review text,
     percent_finished double precision, doc_pages integer, last_opened_at double precision, identifiers text[],
     highlights jsonb)
-JOIN books b USING (book_key);
+JOIN book_keys b USING (book_key);
 INSERT INTO book_sidecars AS t (device_id, book_id, sidecar_path, status, status_modified, rating, review,
                                 percent_finished, doc_pages, last_opened_at, identifiers)
 SELECT %(device_id)s, book_id, paths[1], status, status_modified, rating, review, percent_finished, doc_pages,
@@ -2285,8 +2746,10 @@ CREATE TEMP TABLE incoming_pages (
 ) ON COMMIT DROP;
 CREATE TEMP TABLE incoming_books ON COMMIT DROP AS
 SELECT * FROM jsonb_to_recordset(%(books)s::jsonb) AS i(
-    book_key text, ids bigint[], title text, authors text[], file_hash text, page_count integer,
-    language text, series text, last_open bigint, metadata_hash text);
+    book_key text, ids bigint[], title text, author text, authors text[], author_names text[], file_hash text,
+    page_count integer, language text, series_name text, series_number numeric, notes integer, highlights integer,
+    full_title text, full_series text, raw_language text, last_open bigint, metadata_hash text,
+    adopt_book_id integer, adopt_rule text);
 
 -- Identity: when a KOReader book id's key changes in this device's file (its title or authors were edited,
 -- or an md5 appeared), the warehouse book it fed takes the new key, or merges into the book that has it.
@@ -2295,17 +2758,18 @@ SELECT DISTINCT ON (m.book_id) m.book_id AS old_book_id, i.book_key AS new_key
 FROM incoming_books i
 CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
 JOIN device_book_ids m ON m.device_id = %(device_id)s AND m.id_book = k.id_book
-JOIN books old ON old.book_id = m.book_id
+JOIN book_keys old ON old.book_id = m.book_id
 WHERE m.book_key <> i.book_key AND old.book_key <> i.book_key
 ORDER BY m.book_id, i.book_key;
-UPDATE books b SET book_key = c.new_key, updated_at = now()
+UPDATE book_keys b SET book_key = c.new_key
 FROM (SELECT DISTINCT ON (new_key) old_book_id, new_key FROM key_changes c
-      WHERE NOT EXISTS (SELECT 1 FROM books t WHERE t.book_key = c.new_key)
+      WHERE NOT EXISTS (SELECT 1 FROM book_keys t WHERE t.book_key = c.new_key)
       ORDER BY new_key, old_book_id) AS c
 WHERE b.book_id = c.old_book_id;
 CREATE TEMP TABLE book_merges ON COMMIT DROP AS
-SELECT c.old_book_id, t.book_id AS into_book_id
-FROM key_changes c JOIN books t ON t.book_key = c.new_key WHERE t.book_id <> c.old_book_id;
+SELECT c.old_book_id, t.book_id AS into_book_id, old.created_book
+FROM key_changes c JOIN book_keys t ON t.book_key = c.new_key JOIN book_keys old ON old.book_id = c.old_book_id
+WHERE t.book_id <> c.old_book_id;
 INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
 SELECT DISTINCT ON (m.into_book_id, p.page, p.start_epoch)
        m.into_book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id
@@ -2314,63 +2778,109 @@ ORDER BY m.into_book_id, p.page, p.start_epoch, p.duration DESC
 ON CONFLICT (book_id, page, start_epoch) DO UPDATE
     SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
 DELETE FROM page_views p USING book_merges m WHERE p.book_id = m.old_book_id;
-DELETE FROM reading_sessions s USING book_merges m WHERE s.book_id = m.old_book_id;
-DELETE FROM books b USING book_merges m WHERE b.book_id = m.old_book_id;
+DELETE FROM reading_sessions s USING book_merges m WHERE s.book_id = m.old_book_id AND s.data_source = 'koreader';
+DELETE FROM book_keys k USING book_merges m WHERE k.book_id = m.old_book_id;
+-- A row the job created goes with its identity, unless another source's sessions hold it.
+DELETE FROM books b USING book_merges m
+WHERE b.book_id = m.old_book_id AND m.created_book
+  AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.book_id = b.book_id);
 
 -- Metadata: the file with the latest last_open wins (then the greater digest, so that the load order
 -- never decides); a book that just took a new key takes this file's metadata with it.
 CREATE TEMP TABLE resolved_books ON COMMIT DROP AS
-SELECT i.*, to_timestamp(i.last_open) AS last_open_at, (b.book_id IS NULL) AS is_new,
-       (b.book_id IS NOT NULL AND i.metadata_hash IS DISTINCT FROM b.metadata_hash
-        AND (b.book_key IN (SELECT new_key FROM key_changes)
+SELECT i.*, to_timestamp(i.last_open) AS last_open_at, (k.book_id IS NULL) AS is_new,
+       (k.book_id IS NOT NULL AND i.metadata_hash IS DISTINCT FROM k.metadata_hash
+        AND (k.book_key IN (SELECT new_key FROM key_changes)
              OR (coalesce(i.last_open, -1), i.metadata_hash)
-                >= (coalesce(extract(epoch FROM b.last_open_at)::bigint, -1), coalesce(b.metadata_hash, ''))))
+                >= (coalesce(extract(epoch FROM k.last_open_at)::bigint, -1), coalesce(k.metadata_hash, ''))))
        AS metadata_changed
-FROM incoming_books i LEFT JOIN books b ON b.book_key = i.book_key;
+FROM incoming_books i LEFT JOIN book_keys k ON k.book_key = i.book_key;
 
-INSERT INTO authors (name)
-SELECT DISTINCT n.name FROM resolved_books i CROSS JOIN LATERAL unnest(i.authors) AS n(name)
+-- Authors: each KOReader name on one authors row: the reader's row of that name that no other name of the
+-- job holds, else a new row, which the job then owns.
+CREATE TEMP TABLE incoming_authors ON COMMIT DROP AS
+SELECT DISTINCT n.name, n.fitted
+FROM resolved_books i CROSS JOIN LATERAL unnest(i.authors, i.author_names) AS n(name, fitted)
 WHERE (i.is_new OR i.metadata_changed)
-  AND NOT EXISTS (SELECT 1 FROM authors a WHERE md5(a.name) = md5(n.name) AND a.name = n.name);
+  AND NOT EXISTS (SELECT 1 FROM author_names a WHERE md5(a.name) = md5(n.name) AND a.name = n.name);
+INSERT INTO author_names (author_id, name, created)
+SELECT DISTINCT ON (author_id) author_id, name, false
+FROM (SELECT DISTINCT ON (n.name) n.name, r.author_id
+      FROM incoming_authors n JOIN authors r ON r.author_name = n.fitted
+      WHERE NOT EXISTS (SELECT 1 FROM author_names t WHERE t.author_id = r.author_id)
+      ORDER BY n.name, r.author_id) AS reused
+ORDER BY author_id, name;
+CREATE TEMP TABLE new_authors ON COMMIT DROP AS
+SELECT nextval(pg_get_serial_sequence('public.authors', 'author_id'))::integer AS author_id, name, fitted
+FROM (SELECT n.name, n.fitted FROM incoming_authors n
+      WHERE NOT EXISTS (SELECT 1 FROM author_names a WHERE md5(a.name) = md5(n.name) AND a.name = n.name)
+      ORDER BY n.name) AS missing;
+INSERT INTO authors (author_id, author_name) SELECT author_id, fitted FROM new_authors;
+INSERT INTO author_names (author_id, name, created) SELECT author_id, name, true FROM new_authors;
 
-INSERT INTO books (book_key, title, author_id, file_hash, page_count, language, series, source, last_open_at,
-                   metadata_hash)
-SELECT i.book_key, i.title, a.author_id, i.file_hash, i.page_count, i.language, i.series, 'koreader',
-       i.last_open_at, i.metadata_hash
-FROM resolved_books i LEFT JOIN authors a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
-WHERE i.is_new;
-
-UPDATE books b
-SET title = i.title, author_id = a.author_id, file_hash = i.file_hash, page_count = i.page_count,
-    language = i.language, series = i.series, last_open_at = i.last_open_at, metadata_hash = i.metadata_hash,
-    updated_at = now()
-FROM resolved_books i LEFT JOIN authors a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
-WHERE b.book_key = i.book_key AND i.metadata_changed;
-
-DELETE FROM book_authors ba USING resolved_books i, books b
-WHERE b.book_key = i.book_key AND ba.book_id = b.book_id AND i.metadata_changed;
-
-INSERT INTO book_authors (book_id, author_id, position)
-SELECT b.book_id, a.author_id, n.position
+-- Books: a new key takes the reader's row the matcher found (file hash, ISBN, title and first author),
+-- else a new row, which the job then owns.
+CREATE TEMP TABLE placed_books ON COMMIT DROP AS
+SELECT i.book_key, a.book_id IS NULL AS created_book,
+       CASE WHEN a.book_id IS NULL THEN 'created' ELSE i.adopt_rule END AS matched_by,
+       coalesce(a.book_id, nextval(pg_get_serial_sequence('public.books', 'book_id'))::integer) AS book_id
 FROM resolved_books i
-JOIN books b USING (book_key)
-CROSS JOIN LATERAL unnest(i.authors) WITH ORDINALITY AS n(name, position)
-JOIN authors a ON md5(a.name) = md5(n.name) AND a.name = n.name
-WHERE i.is_new OR i.metadata_changed;
+LEFT JOIN books a ON a.book_id = i.adopt_book_id
+ AND NOT EXISTS (SELECT 1 FROM book_keys k WHERE k.book_id = a.book_id)
+WHERE i.is_new
+ORDER BY i.book_key;
+INSERT INTO books (book_id, title, source, device_stats_source)
+SELECT p.book_id, i.title, 'koreader', %(stats_source)s
+FROM placed_books p JOIN resolved_books i USING (book_key) WHERE p.created_book;
+INSERT INTO book_keys (book_id, book_key, created_book, matched_by)
+SELECT book_id, book_key, created_book, matched_by FROM placed_books;
 
--- Authors that no book names any more, after an edit or a merge.
-DELETE FROM authors a
+-- The KOReader columns of new and edited books; author_id only where it is empty or still the job's.
+CREATE TEMP TABLE written_books ON COMMIT DROP AS
+SELECT k.book_id, i.*, a.author_id AS first_author_id
+FROM resolved_books i JOIN book_keys k USING (book_key)
+LEFT JOIN author_names a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
+WHERE i.is_new OR i.metadata_changed;
+UPDATE books b
+SET title = w.title, author = w.author, file_hash = w.file_hash, page_count = w.page_count, language = w.language,
+    series_name = w.series_name, series_number = w.series_number, notes = w.notes, highlights = w.highlights,
+    device_stats_source = %(stats_source)s,
+    author_id = CASE WHEN b.author_id IS NULL OR b.author_id = k.author_id THEN w.first_author_id
+                     ELSE b.author_id END
+FROM written_books w JOIN book_keys k USING (book_id)
+WHERE b.book_id = w.book_id;
+UPDATE book_keys k
+SET title = w.full_title, series = w.full_series, language = w.raw_language, last_open_at = w.last_open_at,
+    metadata_hash = w.metadata_hash, loaded_at = now(),
+    author_id = CASE WHEN b.author_id = w.first_author_id THEN w.first_author_id END
+FROM written_books w JOIN books b USING (book_id)
+WHERE k.book_id = w.book_id;
+
+DELETE FROM book_authors ba USING written_books w WHERE ba.book_id = w.book_id;
+INSERT INTO book_authors (book_id, author_id, position)
+SELECT w.book_id, a.author_id, n.position
+FROM written_books w
+CROSS JOIN LATERAL unnest(w.authors) WITH ORDINALITY AS n(name, position)
+JOIN author_names a ON md5(a.name) = md5(n.name) AND a.name = n.name;
+
+-- Authors that no book of the job names any more, after an edit or a merge: a row the job created goes
+-- unless another book refers to it; a reader's row only loses the job's name on it.
+DELETE FROM authors r USING author_names a
 WHERE (EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed) OR EXISTS (SELECT 1 FROM book_merges))
+  AND a.author_id = r.author_id AND a.created
   AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id)
   AND NOT EXISTS (SELECT 1 FROM books b WHERE b.author_id = a.author_id);
+DELETE FROM author_names a
+WHERE (EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed) OR EXISTS (SELECT 1 FROM book_merges))
+  AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id);
 
 INSERT INTO device_book_ids AS m (device_id, id_book, book_id, book_key)
 SELECT %(device_id)s, k.id_book, b.book_id, i.book_key
-FROM resolved_books i JOIN books b USING (book_key) CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
+FROM resolved_books i JOIN book_keys b USING (book_key) CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
 ON CONFLICT (device_id, id_book) DO UPDATE SET book_id = EXCLUDED.book_id, book_key = EXCLUDED.book_key;
 
 SELECT i.book_key, b.book_id, i.is_new, i.metadata_changed, (SELECT count(*) FROM book_merges)
-FROM resolved_books i JOIN books b USING (book_key);
+FROM resolved_books i JOIN book_keys b USING (book_key);
 """
 
 LOAD_COUNTS_SQL = """
@@ -2399,7 +2909,7 @@ UNION ALL SELECT 'page_rows_staged', count(*) FROM incoming_pages;
 REDERIVE_SQL = """
 CREATE TEMP TABLE rederive_books ON COMMIT DROP AS
 SELECT unnest(%(book_ids)s::integer[]) AS book_id
-UNION SELECT book_id FROM books WHERE %(all_books)s
+UNION SELECT book_id FROM book_keys WHERE %(all_books)s
 UNION SELECT DISTINCT book_id FROM page_views WHERE %(device_changed)s AND device_id = %(device_id)s;
 """
 
@@ -2446,16 +2956,19 @@ WITH rows AS (
 ), named AS (
     SELECT r.*, d.name AS device,
            md5(%(namespace)s::bytea || convert_to(b.book_key || '/read/' || r.read_number, 'UTF8')) AS digest
-    FROM reads r JOIN books b USING (book_id) JOIN devices d USING (device_id)
+    FROM reads r JOIN book_keys b USING (book_id) JOIN devices d USING (device_id)
 )
-SELECT book_id, device, to_timestamp(start_epoch) AS start_time, to_timestamp(end_epoch) AS end_time,
-       duration_seconds::integer AS duration_seconds, ((duration_seconds + 30) / 60)::integer AS duration_minutes,
+SELECT book_id, device, to_timestamp(start_epoch) AT TIME ZONE 'UTC' AS start_time,
+       to_timestamp(end_epoch) AT TIME ZONE 'UTC' AS end_time, duration_seconds::integer AS duration_seconds,
+       greatest(1, (duration_seconds + 30) / 60)::integer AS duration_minutes,
        pages_read::integer AS pages_read, start_page, end_page, total_pages, read_number::integer AS read_number,
        -- uuid3: the md5 digest with the version nibble set to 3 and the RFC 4122 variant bits
        (substr(digest, 1, 12) || '3' || substr(digest, 14, 3)
         || substr('89ab', (('x' || substr(digest, 17, 1))::bit(4)::integer & 3) + 1, 1)
         || substr(digest, 18))::uuid AS read_instance_id
-FROM named;
+FROM named
+-- A session that would start after the run's now waits (the reader's CHECK start_time <= now).
+WHERE start_epoch <= %(now)s;
 """
 
 APPLY_SESSIONS_SQL = """
@@ -2463,7 +2976,7 @@ WITH updated AS (
     UPDATE reading_sessions s
     SET end_time = f.end_time, duration_seconds = f.duration_seconds, duration_minutes = f.duration_minutes,
         pages_read = f.pages_read, start_page = f.start_page, end_page = f.end_page, total_pages = f.total_pages,
-        device = f.device, read_number = f.read_number, read_instance_id = f.read_instance_id, updated_at = now()
+        device = f.device, read_number = f.read_number, read_instance_id = f.read_instance_id
     FROM fresh_sessions f
     WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.data_source = 'koreader'
       AND (s.end_time, s.duration_seconds, s.pages_read, s.start_page, s.end_page, s.total_pages, s.device,
@@ -2474,9 +2987,10 @@ WITH updated AS (
 ), inserted AS (
     INSERT INTO reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,
                                   start_page, end_page, total_pages, device, media_type, data_source,
-                                  read_instance_id, read_number)
+                                  read_instance_id, read_number, is_parallel_read, device_stats_source)
     SELECT f.book_id, f.start_time, f.end_time, f.duration_seconds, f.duration_minutes, f.pages_read,
-           f.start_page, f.end_page, f.total_pages, f.device, 'ebook', 'koreader', f.read_instance_id, f.read_number
+           f.start_page, f.end_page, f.total_pages, f.device, 'ebook', 'koreader', f.read_instance_id, f.read_number,
+           false, %(stats_source)s
     FROM fresh_sessions f
     WHERE NOT EXISTS (SELECT 1 FROM reading_sessions s
                       WHERE s.book_id = f.book_id AND s.start_time = f.start_time AND s.data_source = 'koreader')
@@ -2509,71 +3023,115 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE schema_meta.value <
 SELECT name, n FROM load_counts;
 """
 
-# Every warehouse book as the Calibre matcher needs it, the manual overrides, and the last library fingerprint.
+# Every book of the job as the Calibre matcher needs it, the manual overrides, and the last library fingerprint.
 CALIBRE_BOOKS_SQL = """
-SELECT b.book_id, b.title,
+SELECT k.book_id, coalesce(k.title, b.title),
        coalesce((SELECT array_agg(a.name ORDER BY ba.position)
-                 FROM book_authors ba JOIN authors a USING (author_id) WHERE ba.book_id = b.book_id), '{}'),
+                 FROM book_authors ba JOIN author_names a USING (author_id) WHERE ba.book_id = k.book_id), '{}'),
        b.file_hash,
        coalesce((SELECT array_agg(DISTINCT i ORDER BY i) FROM book_sidecars s, unnest(s.identifiers) AS i
-                 WHERE s.book_id = b.book_id), '{}'),
+                 WHERE s.book_id = k.book_id), '{}'),
        o.book_id IS NOT NULL, o.calibre_id,
        (SELECT value FROM schema_meta WHERE key = 'calibre_fingerprint')
-FROM books b LEFT JOIN calibre_match_overrides o USING (book_id)
-ORDER BY b.book_id
+FROM book_keys k JOIN books b USING (book_id) LEFT JOIN calibre_match_overrides o USING (book_id)
+ORDER BY k.book_id
 """
 
 # The library's metadata of the matched books, as current state: what Calibre no longer says goes;
-# rows that did not change are left alone.
+# rows that did not change are left alone. The reader's shared columns (ISBN, publisher) are filled only
+# while empty or still holding what the job wrote (shared_values), and Calibre's editions are the
+# reader's book_editions rows with a calibre_id.
 CALIBRE_SQL = """
 CREATE TEMP TABLE incoming_calibre ON COMMIT DROP AS
 SELECT c.* FROM jsonb_to_recordset(%(calibre)s::jsonb) AS c(
     book_id integer, calibre_id integer, calibre_uuid text, match_rule text, title text, publisher text,
-    published_on date, series text, series_index double precision, languages text[], rating smallint, status text,
-    tags text[], identifiers text[], formats text[], isbn text)
-WHERE EXISTS (SELECT 1 FROM books b WHERE b.book_id = c.book_id);
+    publisher_name text, published_on date, series text, series_index double precision, languages text[],
+    language text, rating smallint, status text, tags text[], identifiers text[], formats text[], isbn text,
+    isbn_13 text, isbn_10 text, isbn_specific text)
+WHERE EXISTS (SELECT 1 FROM book_keys k WHERE k.book_id = c.book_id);
 
 DELETE FROM book_calibre t WHERE NOT EXISTS (SELECT 1 FROM incoming_calibre c WHERE c.book_id = t.book_id);
 INSERT INTO book_calibre AS t (book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages,
-                               rating, status, published_on)
+                               rating, status, published_on, publisher, isbn)
 SELECT book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages, rating, status,
-       published_on
+       published_on, publisher, isbn
 FROM incoming_calibre
 ON CONFLICT (book_id) DO UPDATE
 SET calibre_id = EXCLUDED.calibre_id, calibre_uuid = EXCLUDED.calibre_uuid, match_rule = EXCLUDED.match_rule,
     title = EXCLUDED.title, series = EXCLUDED.series, series_index = EXCLUDED.series_index,
     languages = EXCLUDED.languages, rating = EXCLUDED.rating, status = EXCLUDED.status,
-    published_on = EXCLUDED.published_on
+    published_on = EXCLUDED.published_on, publisher = EXCLUDED.publisher, isbn = EXCLUDED.isbn
 WHERE (t.calibre_id, t.calibre_uuid, t.match_rule, t.title, t.series, t.series_index, t.languages, t.rating,
-       t.status, t.published_on)
+       t.status, t.published_on, t.publisher, t.isbn)
       IS DISTINCT FROM (EXCLUDED.calibre_id, EXCLUDED.calibre_uuid, EXCLUDED.match_rule, EXCLUDED.title,
                         EXCLUDED.series, EXCLUDED.series_index, EXCLUDED.languages, EXCLUDED.rating,
-                        EXCLUDED.status, EXCLUDED.published_on);
+                        EXCLUDED.status, EXCLUDED.published_on, EXCLUDED.publisher, EXCLUDED.isbn);
 
-INSERT INTO publishers (name)
-SELECT DISTINCT c.publisher FROM incoming_calibre c
-WHERE c.publisher IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM publishers p WHERE md5(p.name) = md5(c.publisher) AND p.name = c.publisher);
+WITH created AS (
+    INSERT INTO publishers (publisher_name)
+    SELECT DISTINCT publisher_name FROM incoming_calibre WHERE publisher_name IS NOT NULL
+    ON CONFLICT (publisher_name) DO NOTHING
+    RETURNING publisher_id
+)
+INSERT INTO created_publishers SELECT publisher_id FROM created;
+CREATE TEMP TABLE shared_writes ON COMMIT DROP AS
+SELECT k.book_id, c.isbn_13, c.isbn_10, p.publisher_id, c.publisher_name,
+       b.isbn_13 IS NULL OR b.isbn_13 = v.isbn_13 AS own_isbn_13,
+       b.isbn_10 IS NULL OR b.isbn_10 = v.isbn_10 AS own_isbn_10,
+       b.publisher_id IS NULL OR b.publisher_id = v.publisher_id AS own_publisher_id,
+       b.publisher_name IS NULL OR b.publisher_name = v.publisher_name AS own_publisher_name
+FROM book_keys k JOIN books b USING (book_id)
+LEFT JOIN incoming_calibre c USING (book_id)
+LEFT JOIN publishers p ON p.publisher_name = c.publisher_name
+LEFT JOIN shared_values v USING (book_id);
+UPDATE books b
+SET isbn_13 = CASE WHEN w.own_isbn_13 THEN w.isbn_13 ELSE b.isbn_13 END,
+    isbn_10 = CASE WHEN w.own_isbn_10 THEN w.isbn_10 ELSE b.isbn_10 END,
+    publisher_id = CASE WHEN w.own_publisher_id THEN w.publisher_id ELSE b.publisher_id END,
+    publisher_name = CASE WHEN w.own_publisher_name THEN w.publisher_name ELSE b.publisher_name END
+FROM shared_writes w
+WHERE b.book_id = w.book_id
+  AND (CASE WHEN w.own_isbn_13 THEN w.isbn_13 ELSE b.isbn_13 END,
+       CASE WHEN w.own_isbn_10 THEN w.isbn_10 ELSE b.isbn_10 END,
+       CASE WHEN w.own_publisher_id THEN w.publisher_id ELSE b.publisher_id END,
+       CASE WHEN w.own_publisher_name THEN w.publisher_name ELSE b.publisher_name END)
+      IS DISTINCT FROM (b.isbn_13, b.isbn_10, b.publisher_id, b.publisher_name);
+DELETE FROM shared_values;
+INSERT INTO shared_values (book_id, isbn_13, isbn_10, publisher_id, publisher_name)
+SELECT book_id, CASE WHEN own_isbn_13 THEN isbn_13 END, CASE WHEN own_isbn_10 THEN isbn_10 END,
+       CASE WHEN own_publisher_id THEN publisher_id END, CASE WHEN own_publisher_name THEN publisher_name END
+FROM shared_writes
+WHERE (own_isbn_13 AND isbn_13 IS NOT NULL) OR (own_isbn_10 AND isbn_10 IS NOT NULL)
+   OR (own_publisher_id AND publisher_id IS NOT NULL) OR (own_publisher_name AND publisher_name IS NOT NULL);
+
 CREATE TEMP TABLE incoming_editions ON COMMIT DROP AS
-SELECT c.book_id, c.isbn, f.format, p.publisher_id, c.calibre_id, c.calibre_uuid, c.published_on
+SELECT c.book_id, f.format AS edition_format, c.isbn_specific, c.publisher_name AS publisher_specific,
+       c.published_on AS release_date, extract(year FROM c.published_on)::integer AS publication_year,
+       c.language, c.calibre_id, c.calibre_uuid
 FROM incoming_calibre c
-CROSS JOIN LATERAL unnest(CASE WHEN cardinality(c.formats) > 0 THEN c.formats ELSE ARRAY[NULL] END) AS f(format)
-LEFT JOIN publishers p ON md5(p.name) = md5(c.publisher) AND p.name = c.publisher;
+CROSS JOIN LATERAL unnest(CASE WHEN cardinality(c.formats) > 0 THEN c.formats ELSE ARRAY[NULL] END) AS f(format);
 DELETE FROM book_editions e
-WHERE e.source = 'calibre'
+WHERE e.calibre_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM incoming_editions i
-                  WHERE (i.book_id, i.isbn, i.format, i.publisher_id, i.calibre_id, i.calibre_uuid, i.published_on)
-                        IS NOT DISTINCT FROM (e.book_id, e.isbn, e.format, e.publisher_id, e.calibre_id,
-                                              e.calibre_uuid, e.published_on));
-INSERT INTO book_editions (book_id, isbn, format, publisher_id, source, calibre_id, calibre_uuid, published_on)
-SELECT i.book_id, i.isbn, i.format, i.publisher_id, 'calibre', i.calibre_id, i.calibre_uuid, i.published_on
+                  WHERE (i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date,
+                         i.publication_year, i.language, i.calibre_id, i.calibre_uuid)
+                        IS NOT DISTINCT FROM (e.book_id, e.edition_format, e.isbn_specific, e.publisher_specific,
+                                              e.release_date, e.publication_year, e.language, e.calibre_id,
+                                              e.calibre_uuid));
+INSERT INTO book_editions (book_id, edition_format, isbn_specific, publisher_specific, release_date,
+                           publication_year, language, calibre_id, calibre_uuid)
+SELECT i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date, i.publication_year,
+       i.language, i.calibre_id, i.calibre_uuid
 FROM incoming_editions i
 WHERE NOT EXISTS (SELECT 1 FROM book_editions e
-                  WHERE e.source = 'calibre'
-                    AND (i.book_id, i.isbn, i.format, i.publisher_id, i.calibre_id, i.calibre_uuid, i.published_on)
-                        IS NOT DISTINCT FROM (e.book_id, e.isbn, e.format, e.publisher_id, e.calibre_id,
-                                              e.calibre_uuid, e.published_on));
-DELETE FROM publishers p WHERE NOT EXISTS (SELECT 1 FROM book_editions e WHERE e.publisher_id = p.publisher_id);
+                  WHERE e.calibre_id IS NOT NULL
+                    AND (i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date,
+                         i.publication_year, i.language, i.calibre_id, i.calibre_uuid)
+                        IS NOT DISTINCT FROM (e.book_id, e.edition_format, e.isbn_specific, e.publisher_specific,
+                                              e.release_date, e.publication_year, e.language, e.calibre_id,
+                                              e.calibre_uuid));
+DELETE FROM publishers p USING created_publishers c
+WHERE c.publisher_id = p.publisher_id AND NOT EXISTS (SELECT 1 FROM books b WHERE b.publisher_id = p.publisher_id);
 
 INSERT INTO tags (name)
 SELECT DISTINCT t.name FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.tags) AS t(name)
@@ -2623,7 +3181,7 @@ VALUES (%(run_uuid)s, to_timestamp(%(started_at)s), clock_timestamp(), %(status)
         %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(sessions_removed)s,
         %(error_message)s, %(script_version)s, %(exit_code)s, to_timestamp(%(source_newest)s),
         to_timestamp(%(source_modified)s), %(notes)s);
-INSERT INTO sync_status AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
+INSERT INTO device_sync AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
                               rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged,
                               last_exit_code, source_newest_at, source_modified_at)
 VALUES ('koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale') THEN clock_timestamp() END,
@@ -2638,6 +3196,22 @@ SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), las
     sessions_unchanged = EXCLUDED.sessions_unchanged, last_exit_code = EXCLUDED.last_exit_code,
     source_newest_at = coalesce(EXCLUDED.source_newest_at, s.source_newest_at),
     source_modified_at = coalesce(EXCLUDED.source_modified_at, s.source_modified_at);
+-- The reader's one row for the source; times in naive UTC, as the reader's TIMESTAMP columns hold them.
+INSERT INTO public.sync_status AS s (source_name, last_sync_time, last_sync_cursor, records_synced, records_created,
+                                     records_updated, sync_status, error_message, sync_duration_seconds, sync_mode)
+VALUES ('koreader', CASE WHEN %(status)s IN ('success', 'stale') THEN clock_timestamp() AT TIME ZONE 'UTC' END,
+        to_char(to_timestamp(%(source_newest)s) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        %(records_synced)s, %(records_created)s, %(records_updated)s,
+        CASE %(status)s WHEN 'success' THEN 'success' WHEN 'stale' THEN 'partial_success' ELSE 'failed' END,
+        %(error_message)s, %(sync_duration_seconds)s,
+        'incremental')
+ON CONFLICT (source_name) DO UPDATE
+SET last_sync_time = coalesce(EXCLUDED.last_sync_time, s.last_sync_time),
+    last_sync_cursor = coalesce(EXCLUDED.last_sync_cursor, s.last_sync_cursor),
+    records_synced = EXCLUDED.records_synced, records_created = EXCLUDED.records_created,
+    records_updated = EXCLUDED.records_updated, sync_status = EXCLUDED.sync_status,
+    error_message = EXCLUDED.error_message, sync_duration_seconds = EXCLUDED.sync_duration_seconds,
+    sync_mode = EXCLUDED.sync_mode;
 """
 
 
@@ -2677,6 +3251,8 @@ class LoadResult:
     sidecars_loaded: int = 0
     highlights_loaded: int = 0
     calibre_matched: int = 0
+    books_adopted: int = 0
+    values_cut: Counter = dataclasses.field(default_factory=Counter)
     sample: list[tuple] = dataclasses.field(default_factory=list)
 
 
@@ -2830,45 +3406,119 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
     raise AssertionError("unreachable")
 
 
-def ensure_schema(cursor, schema_exists: bool) -> None:
-    """Create what is missing, once; refuse a warehouse made by a newer release."""
-    if schema_exists:
-        cursor.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
+VERSION_SQL = """
+INSERT INTO bookhelper.schema_meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+"""
+
+
+@dataclass(frozen=True)
+class WarehouseState:
+    """What a run finds when it opens the warehouse: the job's schema, an older release's, the reader's."""
+
+    own_schema: bool
+    legacy_schema: bool
+    reader_sessions: bool
+
+
+def ensure_schema(cursor, config: Config, found: WarehouseState) -> None:
+    """Create what is missing, once, around the reader's objects; upgrade an older release's warehouse;
+    refuse one made by a newer release."""
+    if found.own_schema or found.legacy_schema:
+        cursor.execute(f"SELECT value FROM {'bookhelper' if found.own_schema else 'public'}.schema_meta"
+                       " WHERE key = 'schema_version'")
         row = cursor.fetchone()
-        found = int(row[0]) if row else SCHEMA_VERSION - 1
-        if found > SCHEMA_VERSION:
+        version = int(row[0]) if row else (SCHEMA_VERSION if found.own_schema else 1)
+        if version > SCHEMA_VERSION:
             raise ConfigError(
-                f"the warehouse has schema version {found}, newer than this script's {SCHEMA_VERSION}; "
+                f"the warehouse has schema version {version}, newer than this script's {SCHEMA_VERSION}; "
                 "upgrade bookhelper-etl"
             )
-        if found == SCHEMA_VERSION:
+        if version == SCHEMA_VERSION:
             return
-        if row is None:  # tables without a version: create what is missing, migrate nothing
-            found = SCHEMA_VERSION
     else:
-        found = SCHEMA_VERSION
+        version = SCHEMA_VERSION
+        if found.reader_sessions:
+            take_over_koreader_sessions(cursor, config)
     component_logger("DB").info("creating or upgrading the warehouse schema to version %d", SCHEMA_VERSION)
-    upgrade = "".join(f"DROP VIEW IF EXISTS {view};\n" for view in VIEWS) if found < SCHEMA_VERSION else ""
-    upgrade += "".join(MIGRATIONS[version] for version in range(found, SCHEMA_VERSION))
-    cursor.execute(upgrade.replace("%", "%%") + SCHEMA_DDL, {"version": str(SCHEMA_VERSION)})
+    steps = range(version, SCHEMA_VERSION)
+    # An older release's views read the tables the migrations change: they go first (and come back as ours).
+    before = "".join(f"DROP VIEW IF EXISTS {view};\n" for view in LEGACY_VIEWS) if found.legacy_schema else ""
+    before += "".join(MIGRATIONS[step][0] for step in steps) + READER_SCHEMA_DDL + SCHEMA_DDL
+    after = "".join(MIGRATIONS[step][1] for step in steps)
+    cursor.execute(before.replace("%", "%%") + after + VERSION_SQL,
+                   {"version": str(SCHEMA_VERSION), "untitled": UNTITLED, "stats_source": STATS_SOURCE})
 
 
-def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], device_id: int
-               ) -> tuple[dict[str, tuple[int, bool, bool]], int]:
-    """Upsert books, authors and book_authors, following KOReader ids whose key changed, in one round trip.
+def take_over_koreader_sessions(cursor, config: Config) -> None:
+    """On the first run into the reader's warehouse: KOReader sessions another loader wrote are never
+    doubled by ours nor silently deleted. The run refuses, unless the reader asked to replace them."""
+    cursor.execute("SELECT count(*) FROM public.reading_sessions WHERE data_source = 'koreader'")
+    (sessions,) = cursor.fetchone()
+    if not sessions:
+        return
+    if not config.replace_koreader_sessions:
+        raise ConfigError(
+            f"the warehouse holds {sessions} KOReader sessions that bookhelper-etl did not derive (an earlier "
+            "loader's); run once with --replace-koreader-sessions to replace them with the sessions of the "
+            "statistics files (docs/schema.md)"
+        )
+    cursor.execute("DELETE FROM public.reading_sessions WHERE data_source = 'koreader'")
+    component_logger("LOAD").warning(
+        "replacing %d KOReader sessions of an earlier loader with the sessions of the statistics files", sessions)
+
+
+# The reader's books that no book of the job holds: candidates for a new book (matched in Python, where the
+# title and author forms are).
+READER_BOOKS_SQL = """
+SELECT b.book_id, b.title, coalesce(a.author_name, split_part(b.author, E'\\n', 1)), b.file_hash,
+       array_remove(ARRAY[b.isbn_13, b.isbn_10], NULL)
+FROM books b LEFT JOIN authors a USING (author_id)
+WHERE NOT EXISTS (SELECT 1 FROM book_keys k WHERE k.book_id = b.book_id)
+"""
+
+
+def find_reader_books(cursor, books: Sequence[Book], source: Source) -> dict[str, tuple[int, str]]:
+    """The reader's existing row of each book the warehouse may not know yet (one round trip)."""
+    cursor.execute(READER_BOOKS_SQL)
+    rows = [ReaderBook(book_id, title, author, file_hash, tuple(isbns))
+            for book_id, title, author, file_hash, isbns in cursor.fetchall()]
+    if not rows:
+        return {}
+    return match_reader_books(books, rows, book_isbns(books, source))
+
+
+def book_isbns(books: Sequence[Book], source: Source) -> dict[str, set[str]]:
+    """The ISBNs the Calibre library (matched without reading its files) and the sidecars give each book."""
+    isbns: dict[str, set[str]] = {}
+    for book in books:
+        sidecar = source.sidecars.get(book.book_key)
+        found = {value for scheme, value in (sidecar.identifiers if sidecar else ()) if scheme == "isbn"}
+        if found:
+            isbns[book.book_key] = found
+    if source.calibre is not None:
+        candidates = [WarehouseBook(n, b.title, b.authors, b.file_hash, ()) for n, b in enumerate(books)]
+        for n, (calibre_id, _rule) in match_calibre_books(candidates, source.calibre, {}).items():
+            found = {value for scheme, value in source.calibre.books[calibre_id].identifiers if scheme == "isbn"}
+            if found:
+                isbns.setdefault(books[n].book_key, set()).update(found)
+    return isbns
+
+
+def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], device_id: int,
+               adopted: dict[str, tuple[int, str]], cut: Counter) -> tuple[dict[str, tuple[int, bool, bool]], int]:
+    """Upsert books, authors and book_authors, following KOReader ids whose key changed, in one round trip;
+    a new book takes the reader's row in ``adopted`` when it has one.
 
     Returns key -> (book_id, inserted, metadata updated), and how many books were merged into another.
     """
     payload = [
-        {
-            "book_key": b.book_key, "ids": ids_of_key.get(b.book_key, []), "title": b.title,
-            "authors": list(b.authors), "file_hash": b.file_hash, "page_count": b.page_count,
-            "language": b.language, "series": b.series, "last_open": b.last_open,
-            "metadata_hash": b.metadata_hash(),
-        }
+        dict(reader_book_columns(b, cut), book_key=b.book_key, ids=ids_of_key.get(b.book_key, []),
+             last_open=b.last_open, metadata_hash=b.metadata_hash(),
+             adopt_book_id=adopted.get(b.book_key, (None,))[0], adopt_rule=adopted.get(b.book_key, (None, None))[1])
         for b in books
     ]
-    cursor.execute(BOOKS_SQL, {"books": json.dumps(payload), "device_id": device_id})
+    cursor.execute(BOOKS_SQL, {"books": json.dumps(payload), "device_id": device_id, "stats_source": STATS_SOURCE})
     rows = cursor.fetchall()
     merges = rows[0][4] if rows else 0
     return {key: (book_id, is_new, changed) for key, book_id, is_new, changed, _merges in rows}, merges
@@ -2933,15 +3583,16 @@ def copy_chunks(cursor, statement: str, chunks: Iterator[str], progress: Optiona
         raise
 
 
-def begin_run(cursor, config: Config, target: DatabaseTarget) -> bool:
+def begin_run(cursor, config: Config, target: DatabaseTarget) -> WarehouseState:
     """Open the run's transaction and take the warehouse lock, waiting for another run at most
-    ETL_LOCK_WAIT_SECONDS (and saying so). Returns whether the schema exists."""
+    ETL_LOCK_WAIT_SECONDS (and saying so). Returns what the warehouse holds."""
     params = {"statement_timeout": f"{config.statement_timeout_seconds}s",
               "lock_wait": f"{config.lock_wait_seconds}s", "lock_key": ADVISORY_LOCK_KEY}
     cursor.execute(BEGIN_SQL, params)
-    schema_exists, locked = cursor.fetchone()
+    own_schema, legacy_schema, reader_sessions, locked = cursor.fetchone()
+    found = WarehouseState(own_schema, legacy_schema, reader_sessions)
     if locked:
-        return schema_exists
+        return found
     busy = (f"another bookhelper-etl run holds the warehouse lock at {target.description} and did not finish "
             f"within ETL_LOCK_WAIT_SECONDS ({config.lock_wait_seconds} s); try again later")
     if config.lock_wait_seconds == 0:
@@ -2954,15 +3605,14 @@ def begin_run(cursor, config: Config, target: DatabaseTarget) -> bool:
         cursor.execute(WAIT_FOR_LOCK_SQL, params)
     except psycopg2.errors.LockNotAvailable:
         raise DatabaseUnavailable(busy) from None
-    return schema_exists
+    return found
 
 
 def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadResult:
     """One run's whole transaction. Commits, or in a dry run rolls back, at the end."""
     load_log = component_logger("LOAD")
     cursor = conn.cursor()
-    schema_exists = begin_run(cursor, config, target)
-    ensure_schema(cursor, schema_exists)
+    ensure_schema(cursor, config, begin_run(cursor, config, target))
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone or config.default_timezone,
                                 "clock": config.device_clock or "utc"})
     stored = cursor.fetchall()
@@ -2973,7 +3623,8 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
     load_log.info("%d of %d books changed since this device's last load", len(changed), len(source.books))
     sidecars = changed_sidecars(cursor, source, device) if config.sidecar_dir else []
     if changed or sidecars or device.settings_changed or device.gap_changed or device.gap_unrecorded:
-        book_ids = load_changed_books(cursor, config, source, changed, device, result, sidecars)
+        book_ids = load_changed_books(cursor, config, source, changed, device, result, sidecars, set(stored_prints))
+        report_cut_values(result.values_cut)
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             result.sample = cursor.fetchall()
@@ -2986,6 +3637,15 @@ def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadRe
         cursor.execute(RUN_RECORD_SQL + "COMMIT;",
                        run_record(config, source, result, status, source.stale_warning, code))
     return result
+
+
+def report_cut_values(cut: Counter) -> None:
+    """A value cut to fit the reader's columns is visible: one warning with the counts by field."""
+    if cut:
+        component_logger("LOAD").warning(
+            "%d values were cut to fit the reader's columns (%s); the full text is in bookhelper.book_keys and "
+            "bookhelper.author_names", sum(cut.values()),
+            ", ".join(f"{field}: {n}" for field, n in sorted(cut.items())))
 
 
 def changed_sidecars(cursor, source: Source, device: DeviceState) -> list[SidecarBook]:
@@ -3012,7 +3672,8 @@ def sidecar_payload(sidecars: Sequence[SidecarBook]) -> str:
 
 
 def load_changed_books(cursor, config: Config, source: Source, changed: list[str], device: DeviceState,
-                       result: LoadResult, sidecars: Sequence[SidecarBook] = ()) -> list[int]:
+                       result: LoadResult, sidecars: Sequence[SidecarBook] = (),
+                       known_keys: frozenset = frozenset()) -> list[int]:
     """Send the changed books and their page rows, and derive the affected books' sessions again.
 
     Books created by this run take the direct path; the others are merged with what other devices
@@ -3023,14 +3684,18 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
     # A sidecar whose book no statistics file reported (finished on paper, say) still lands, as a book.
     sidecar_books = [s.book for s in sidecars if s.book.book_key not in source.books]
     if changed or sidecar_books:
+        sent = [source.books[key] for key in changed] + sidecar_books
+        maybe_new = [book for book in sent if book.book_key not in known_keys]
+        adopted = find_reader_books(cursor, maybe_new, source) if maybe_new else {}
         book_rows, result.books_merged = load_books(
-            cursor, [source.books[key] for key in changed] + sidecar_books, source.ids_of_key, device.device_id)
+            cursor, sent, source.ids_of_key, device.device_id, adopted, result.values_cut)
+        result.books_adopted = len(adopted)
         result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
         result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
         ids_by_key = source.census.ids_by_key
         # A book this run created, with one KOReader id and true UTC times, cannot clash with anything.
-        direct = {key for key in changed
-                  if book_rows[key][1] and len(ids_by_key.get(key, ())) == 1 and device.clock == "utc"}
+        direct = {key for key in changed if book_rows[key][1] and key not in adopted
+                  and len(ids_by_key.get(key, ())) == 1 and device.clock == "utc"}
         merged = [key for key in changed if key not in direct]
         if direct:
             load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
@@ -3056,6 +3721,8 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
         "all_books": device.gap_changed,
         "device_changed": device.settings_changed,
         "gap": config.gap_seconds,
+        "now": source.now,
+        "stats_source": STATS_SOURCE,
         "namespace": psycopg2.Binary(READ_NAMESPACE.bytes),
         "fingerprints": json.dumps(
             [
@@ -3091,13 +3758,17 @@ def calibre_payload(books: dict[int, WarehouseBook], overrides: dict[int, Option
     for book_id, (calibre_id, rule) in sorted(chosen.items()):
         calibre = library.books[calibre_id]
         isbns = [value for scheme, value in calibre.identifiers if scheme == "isbn"]
+        isbn_13, isbn_10 = isbn_columns(isbns[0]) if isbns else (None, None)
         payload.append({
             "book_id": book_id, "calibre_id": calibre_id, "calibre_uuid": calibre.uuid, "match_rule": rule,
             "title": calibre.title, "publisher": calibre.publisher, "published_on": calibre.published_on,
             "series": calibre.series, "series_index": calibre.series_index, "languages": list(calibre.languages),
             "rating": calibre.rating, "status": calibre.ko_status, "tags": list(calibre.tags),
             "identifiers": [f"{scheme}:{value}" for scheme, value in calibre.identifiers],
-            "formats": sorted({fmt for fmt, _path in calibre.formats}), "isbn": isbns[0] if isbns else None,
+            "formats": sorted({fit_text(fmt, EDITION_FORMAT_LENGTH) for fmt, _path in calibre.formats}),
+            "isbn": isbns[0] if isbns else None, "isbn_13": isbn_13, "isbn_10": isbn_10,
+            "isbn_specific": isbn_13 or isbn_10, "publisher_name": fit_text(calibre.publisher, NAME_LENGTH),
+            "language": fit_text(calibre.languages[0], EDITION_LANGUAGE_LENGTH) if calibre.languages else None,
         })
     return payload
 
@@ -3138,21 +3809,29 @@ def copy_text(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
-def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str) -> list[str]:
-    """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions."""
+def naive_utc(epoch: int) -> str:
+    """An epoch as the reader's TIMESTAMP columns hold it: UTC, without an offset (one would be dropped)."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
+
+
+def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str,
+                       now: int) -> list[str]:
+    """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions; a session that
+    would start after ``now`` waits (it comes last, so the reads before it keep their numbers)."""
     sessions = transform_sessions(rows, gap_seconds)
     lines = []
     read_ids: dict[int, uuid.UUID] = {}
     for session, read in zip(sessions, number_reads(sessions)):
+        if session.start_time > now:
+            break
         if read not in read_ids:
             read_ids[read] = uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
         read_id = read_ids[read]
-        start = datetime.datetime.fromtimestamp(session.start_time, datetime.timezone.utc).isoformat()
-        end = datetime.datetime.fromtimestamp(session.end_time, datetime.timezone.utc).isoformat()
+        start, end = (naive_utc(epoch) for epoch in (session.start_time, session.end_time))
         lines.append(
             f"{book_id}\t{start}\t{end}\t{session.duration_seconds}\t{session.duration_minutes}\t"
             f"{session.pages_read}\t{session.start_page}\t{session.end_page}\t{session.total_pages}\t"
-            f"{device}\t{read}\t{read_id}\n"
+            f"{device}\t{read}\t{read_id}\t{STATS_SOURCE}\n"
         )
     return lines
 
@@ -3174,7 +3853,8 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
         for book_id, rows in extract_book_page_rows(source.conn, warehouse_ids, source.now):
             lines += [f"{book_id}\t{page}\t{start}\t{duration}\t{total}\t{device_id}\n"
                       for page, start, duration, total in rows]
-            session_lines.extend(session_copy_lines(book_id, keys[book_id], rows, config.gap_seconds, device))
+            session_lines.extend(session_copy_lines(book_id, keys[book_id], rows, config.gap_seconds, device,
+                                                    source.now))
             result.page_rows_inserted += len(rows)
             result.page_rows_sent += len(rows)
             progress.advance(len(rows), 1)
@@ -3190,7 +3870,7 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
     copy_chunks(
         cursor,
         "COPY reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,"
-        " start_page, end_page, total_pages, device, read_number, read_instance_id) FROM STDIN",
+        " start_page, end_page, total_pages, device, read_number, read_instance_id, device_stats_source) FROM STDIN",
         chunks,
     )
     result.sessions_inserted += len(session_lines)
@@ -3226,7 +3906,21 @@ def run_record(config: Config, source: Optional[Source], result: Optional[LoadRe
         "source_newest": source.newest_start if source else None,
         "source_modified": source.modified_at if source else None,
         "notes": "; ".join(source.notes) if source and source.notes else None,
+        # the reader's sync_status counts are INT: a count beyond it is capped, never a failed night
+        "records_synced": min(census.rows_read, MAX_INTEGER) if census else None,
+        "records_created": min(result.sessions_inserted, MAX_INTEGER),
+        "records_updated": min(result.sessions_updated, MAX_INTEGER),
+        "sync_duration_seconds": min(max(0, round(time.time() - config.started_at)), MAX_INTEGER),
     }
+
+
+def schema_is_current(cursor) -> bool:
+    """Whether the warehouse has this release's layout (a failed run records itself only there)."""
+    cursor.execute("SELECT to_regclass('bookhelper.schema_meta') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return False
+    cursor.execute("SELECT value FROM bookhelper.schema_meta WHERE key = 'schema_version'")
+    return cursor.fetchone() == (str(SCHEMA_VERSION),)
 
 
 def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[Source], error: EtlError) -> None:
@@ -3240,11 +3934,8 @@ def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[S
         return
     try:
         cursor = conn.cursor()
-        cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL, (SELECT count(*) FROM pg_attribute"
-                       " WHERE attrelid = to_regclass('etl_runs') AND attname = 'exit_code')")
-        exists, current = cursor.fetchone()
-        if exists and current:
-            cursor.execute("BEGIN;" + RUN_RECORD_SQL + "COMMIT;",
+        if schema_is_current(cursor):
+            cursor.execute("BEGIN;" + SESSION_SETTINGS_SQL + RUN_RECORD_SQL + "COMMIT;",
                            run_record(config, source, None, "failed", str(error), error.exit_code))
     except psycopg2.Error as exc:
         component_logger("DB").warning("could not record the failed run: %s", first_line(exc))
@@ -3328,33 +4019,35 @@ def preview_from_file(source: Source, gap_seconds: int) -> None:
 STATUS_RUNS_SQL = """
 SELECT started_at, device, status, exit_code, rows_read, rows_skipped, books_changed, sessions_inserted,
        sessions_updated, round(extract(epoch FROM finished_at - started_at)::numeric, 1), coalesce(error_message, '')
-FROM etl_runs ORDER BY run_id DESC LIMIT 10
+FROM bookhelper.etl_runs ORDER BY run_id DESC LIMIT 10
 """
 STATUS_SYNC_SQL = """
 SELECT s.device, d.timezone, d.clock, s.last_success_at, s.last_run_at, s.last_status, s.last_exit_code,
        s.source_newest_at, coalesce(s.last_error, '')
-FROM sync_status s LEFT JOIN devices d ON d.name = s.device ORDER BY s.source, s.device
+FROM bookhelper.device_sync s LEFT JOIN bookhelper.devices d ON d.name = s.device ORDER BY s.source, s.device
 """
 STATUS_LAST_RUN_SQL = """
-SELECT max(finished_at), floor(extract(epoch FROM now() - max(finished_at)))::bigint FROM etl_runs
+SELECT max(finished_at), floor(extract(epoch FROM now() - max(finished_at)))::bigint FROM bookhelper.etl_runs
 """
 STATUS_TOTALS_SQL = """
-SELECT (SELECT count(*) FROM books), (SELECT count(*) FROM reading_sessions),
-       (SELECT round(coalesce(sum(duration_seconds), 0) / 3600.0, 1) FROM reading_sessions)
+SELECT (SELECT count(*) FROM bookhelper.book_keys),
+       (SELECT count(*) FROM public.reading_sessions WHERE data_source = 'koreader'),
+       (SELECT round(coalesce(sum(duration_seconds), 0) / 3600.0, 1) FROM public.reading_sessions
+        WHERE data_source = 'koreader')
 """
 STATUS_BOOKS_SQL = """
-SELECT title, reading_hours, sessions, reads FROM book_stats ORDER BY reading_seconds DESC, title LIMIT 5
+SELECT title, reading_hours, sessions, reads FROM bookhelper.book_reading ORDER BY reading_seconds DESC, title LIMIT 5
 """
 STATUS_TAGS_SQL = """
-SELECT tag, books, reading_hours FROM tag_analytics ORDER BY reading_seconds DESC, tag LIMIT 5
+SELECT tag, books, reading_hours FROM bookhelper.tag_analytics ORDER BY reading_seconds DESC, tag LIMIT 5
 """
 STATUS_FINISHED_SQL = """
-SELECT finished_on, title, coalesce(read_number::text, ''), evidence FROM finished_books
+SELECT finished_on, title, coalesce(read_number::text, ''), evidence FROM bookhelper.finished_books
 ORDER BY finished_on DESC, title LIMIT 5
 """
 STATUS_HIGHLIGHTS_SQL = r"""
 SELECT h.created_at, b.title, h.kind, left(regexp_replace(coalesce(h.text, ''), '\s+', ' ', 'g'), 60)
-FROM highlights h JOIN books b USING (book_id) WHERE h.kind <> 'bookmark'
+FROM bookhelper.highlights h JOIN public.books b USING (book_id) WHERE h.kind <> 'bookmark'
 ORDER BY h.created_at DESC NULLS LAST, b.title, h.position LIMIT 3
 """
 
@@ -3386,11 +4079,13 @@ def describe_age(seconds: int) -> str:
 def show_status(conn) -> None:
     """Print the last runs, each device's settings and sync status, and what the warehouse holds."""
     cursor = conn.cursor()
-    cursor.execute("SELECT to_regclass('etl_runs') IS NOT NULL AND to_regclass('schema_meta') IS NOT NULL")
-    if not cursor.fetchone()[0]:
+    cursor.execute("SELECT to_regclass('bookhelper.schema_meta') IS NOT NULL, to_regclass('public.schema_meta')")
+    own_schema, legacy_schema = cursor.fetchone()
+    if not own_schema and not legacy_schema:
         print("The warehouse has no bookhelper-etl tables yet: no run has completed.")
         return
-    cursor.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'")
+    cursor.execute(f"SELECT value FROM {'bookhelper' if own_schema else 'public'}.schema_meta"
+                   " WHERE key = 'schema_version'")
     version = (cursor.fetchone() or (0,))[0]
     if int(version) < SCHEMA_VERSION:
         print(f"The warehouse has schema version {version}; the next run upgrades it to {SCHEMA_VERSION}.")

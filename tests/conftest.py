@@ -100,8 +100,28 @@ def module_database(pg_server_url):
 @pytest.fixture
 def emptied_module_database(module_database):
     """The module's database, emptied: a fresh, empty warehouse for each test."""
-    query(module_database, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    empty_warehouse(module_database)
     return module_database
+
+
+READER_WAREHOUSE = ROOT.parent / "shared" / "reader-warehouse"
+
+
+@pytest.fixture
+def reader_database(new_database):
+    """A new database initialised as the reader initialised theirs: their own scripts, each file as one execute."""
+    scripts = [READER_WAREHOUSE / name for name in ("create_schema.sql", "create_indexes.sql")]
+    if not all(script.is_file() for script in scripts):
+        pytest.skip(f"the reader's warehouse scripts are not in {READER_WAREHOUSE} (a clone without ../shared)")
+    url = new_database()
+    for script in scripts:
+        query(url, script.read_text())
+    return url
+
+
+def empty_warehouse(url):
+    """Drop the job's schema and the reader's (public), leaving an empty database."""
+    query(url, "DROP SCHEMA IF EXISTS bookhelper CASCADE; DROP SCHEMA public CASCADE; CREATE SCHEMA public")
 
 
 @pytest.fixture
@@ -111,10 +131,11 @@ def database_url(new_database):
 
 
 def query(url, statement, params=None):
-    """All rows of one query, in a short connection of its own."""
+    """All rows of one query, in a short connection of its own, which sees the job's schema beside the reader's."""
     conn = psycopg2.connect(url)
     try:
         with conn.cursor() as cursor:
+            cursor.execute("SET search_path = bookhelper, public")
             cursor.execute(statement, params)
             rows = cursor.fetchall() if cursor.description else []
         conn.commit()

@@ -95,6 +95,8 @@ class Book:
     series: Optional[str] = "N/A"
     language: Optional[str] = "en"
     last_open: Optional[int] = None
+    notes: int = 0
+    highlights: int = 0
 
 
 # (id_book, page, start_time, duration, total_pages), as in page_stat_data.
@@ -125,9 +127,9 @@ def write_statistics_file(
     totals = _book_totals(page_rows)
     conn.executemany(
         "INSERT INTO book (id, title, authors, notes, last_open, highlights, pages, series,"
-        " language, md5, total_read_time, total_read_pages) VALUES (?,?,?,0,?,0,?,?,?,?,?,?)",
+        " language, md5, total_read_time, total_read_pages) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         [
-            (b.id, b.title, b.authors, b.last_open, b.pages, b.series, b.language, b.md5)
+            (b.id, b.title, b.authors, b.notes, b.last_open, b.highlights, b.pages, b.series, b.language, b.md5)
             + totals.get(b.id, (0, 0))
             for b in books
         ],

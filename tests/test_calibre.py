@@ -10,7 +10,7 @@ from conftest import query
 import extract_koreader_stats as etl_module
 
 MATCHES = """
-    SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN books b USING (book_id) ORDER BY 1"""
+    SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN book_keys b USING (book_id) ORDER BY 1"""
 
 
 def key_of(book):
@@ -67,42 +67,46 @@ def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, databa
             continue
         formats = sorted({f.format for f in book.formats}) or [None]
         published = None if book.pubdate.startswith("0101") else book.pubdate[:10]
-        expected_editions += [(key, book.identifiers.get("isbn"), fmt, book.publisher, book.id, uuids[book.id],
-                               published) for fmt in formats]
+        isbn = book.identifiers.get("isbn")
+        isbn_13, isbn_10 = etl_module.isbn_columns(isbn) if isbn else (None, None)
+        expected_editions += [(key, isbn_13 or isbn_10, fmt, book.publisher, book.id, uuids[book.id],
+                               published, int(published[:4]) if published else None) for fmt in formats]
         expected_tags += [(key, tag) for tag in book.tags]
         expected_identifiers += [(key, scheme, value) for scheme, value in book.identifiers.items()]
     editions = query(database_url, """
-        SELECT b.book_key, e.isbn, e.format, p.name, e.calibre_id, e.calibre_uuid, e.published_on::text
-        FROM book_editions e JOIN books b USING (book_id) LEFT JOIN publishers p USING (publisher_id)
-        WHERE e.source = 'calibre' ORDER BY 1, 3""")
+        SELECT b.book_key, e.isbn_specific, e.edition_format, e.publisher_specific, e.calibre_id, e.calibre_uuid,
+               e.release_date::text, e.publication_year
+        FROM book_editions e JOIN book_keys b USING (book_id)
+        WHERE e.calibre_id IS NOT NULL ORDER BY 1, 3""")
     assert editions == sorted(expected_editions, key=lambda row: (row[0], row[2] or ""))
     assert query(database_url, """SELECT b.book_key, g.name FROM book_tags t JOIN tags g USING (tag_id)
-                                  JOIN books b USING (book_id) ORDER BY 1, 2""") == sorted(expected_tags)
+                                  JOIN book_keys b USING (book_id) ORDER BY 1, 2""") == sorted(expected_tags)
     assert query(database_url, """SELECT b.book_key, i.scheme, i.value FROM book_identifiers i
-                                  JOIN books b USING (book_id) ORDER BY 1, 2, 3""") == sorted(expected_identifiers)
+                                  JOIN book_keys b USING (book_id) ORDER BY 1, 2, 3""") == sorted(expected_identifiers)
 
 
 def test_publisher_and_tag_analytics_add_up_to_the_matched_books_reading(etl, database_url, scenario):
     assert load(etl, scenario).returncode == 0
     by_tag = query(database_url, """
-        SELECT g.name, sum(s.reading_seconds)::bigint FROM book_stats s JOIN book_tags t USING (book_id)
+        SELECT g.name, sum(s.reading_seconds)::bigint FROM book_reading s JOIN book_tags t USING (book_id)
         JOIN tags g USING (tag_id) GROUP BY 1 ORDER BY 1""")
     by_publisher = query(database_url, """
-        SELECT p.name, sum(s.reading_seconds)::bigint
-        FROM book_stats s JOIN (SELECT DISTINCT book_id, publisher_id FROM book_editions) e USING (book_id)
-        JOIN publishers p USING (publisher_id) GROUP BY 1 ORDER BY 1""")
+        SELECT e.publisher_specific, sum(s.reading_seconds)::bigint
+        FROM book_reading s JOIN (SELECT DISTINCT book_id, publisher_specific FROM book_editions
+                                  WHERE calibre_id IS NOT NULL AND publisher_specific IS NOT NULL) e USING (book_id)
+        GROUP BY 1 ORDER BY 1""")
     assert by_tag and by_publisher
     assert query(database_url, "SELECT tag, reading_seconds::bigint FROM tag_analytics ORDER BY 1") == by_tag
-    assert query(database_url, "SELECT name, reading_seconds::bigint FROM publisher_analytics ORDER BY 1") == (
+    assert query(database_url, "SELECT name, reading_seconds::bigint FROM publisher_reading ORDER BY 1") == (
         by_publisher)
-    assert query(database_url, "SELECT count(*) FROM book_stats WHERE publisher IS NOT NULL AND tags IS NOT NULL"
+    assert query(database_url, "SELECT count(*) FROM book_reading WHERE publisher IS NOT NULL AND tags IS NOT NULL"
                  ) != [(0,)]
 
 
 def test_a_rerun_changes_nothing_and_an_edit_in_calibre_is_reflected(etl, database_url, scenario):
     assert load(etl, scenario).returncode == 0
-    state = """SELECT b.book_key, p.name, array_agg(DISTINCT g.name ORDER BY g.name)
-               FROM books b LEFT JOIN book_editions e USING (book_id) LEFT JOIN publishers p USING (publisher_id)
+    state = """SELECT b.book_key, e.publisher_specific, array_agg(DISTINCT g.name ORDER BY g.name)
+               FROM book_keys b LEFT JOIN book_editions e USING (book_id)
                LEFT JOIN book_tags t ON t.book_id = b.book_id LEFT JOIN tags g USING (tag_id)
                GROUP BY 1, 2 ORDER BY 1, 2"""
     before = query(database_url, state)
@@ -122,7 +126,7 @@ def test_a_rerun_changes_nothing_and_an_edit_in_calibre_is_reflected(etl, databa
     assert edited.returncode == 0, edited.stderr
     first = [row for row in query(database_url, state) if row[1] in ("Gollancz", "Ace Books")]
     assert [(publisher, tags) for _key, publisher, tags in first] == [("Gollancz", ["Science Fiction"])]
-    assert query(database_url, "SELECT count(*) FROM publishers WHERE name = 'Ace Books'") == [(0,)]
+    assert query(database_url, "SELECT count(*) FROM publishers WHERE publisher_name = 'Ace Books'") == [(0,)]
 
 
 def test_a_reader_can_correct_a_match_by_hand(etl, database_url, scenario):
@@ -130,8 +134,8 @@ def test_a_reader_can_correct_a_match_by_hand(etl, database_url, scenario):
     stoner = [key_of(b) for b in scenario.stat_books if b.id == 7][0]  # ambiguous: two Stoner editions
     hobbit = [key_of(b) for b in scenario.stat_books if b.id == 8][0]
     query(database_url, """INSERT INTO calibre_match_overrides (book_id, calibre_id, note)
-                           SELECT book_id, 7, 'the Vintage paperback' FROM books WHERE book_key = %s
-                           UNION ALL SELECT book_id, NULL, 'not this one' FROM books WHERE book_key = %s""",
+                           SELECT book_id, 7, 'the Vintage paperback' FROM book_keys WHERE book_key = %s
+                           UNION ALL SELECT book_id, NULL, 'not this one' FROM book_keys WHERE book_key = %s""",
           (stoner, hobbit))
 
     assert load(etl, scenario).returncode == 0

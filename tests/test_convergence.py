@@ -81,7 +81,7 @@ def test_a_book_with_a_real_md5_keeps_its_key_when_its_title_is_edited(tmp_path,
                                    [Book(1, "Stoner (NYRB)", "J. Williams", 40, "e" * 32, last_open=T0 + 9)], rows)
     assert etl(first).returncode == 0
     assert etl(edited).returncode == 0
-    assert query(database_url, "SELECT book_key, title FROM books") == [(f"md5:{'e' * 32}", "Stoner (NYRB)")]
+    assert query(database_url, "SELECT book_key, title FROM book_keys") == [(f"md5:{'e' * 32}", "Stoner (NYRB)")]
 
 
 # Case 2 -------------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ def test_first_load_lands_whole_rows(tmp_path, etl, database_url):
     assert state["reading_sessions"] == sorted([
         (f"md5:{MD5_A}", at(T0), at(T0 + 145), 135, 2, 3, 1, 3, 400, "boox-palma-2", "ebook", "koreader",
          read_id(f"md5:{MD5_A}", 1), 1),
-        (f"md5:{MD5_A}", at(T0 + 1946), at(T0 + 1966), 20, 0, 1, 4, 4, 410, "boox-palma-2", "ebook", "koreader",
+        (f"md5:{MD5_A}", at(T0 + 1946), at(T0 + 1966), 20, 1, 1, 4, 4, 410, "boox-palma-2", "ebook", "koreader",
          read_id(f"md5:{MD5_A}", 1), 1),
         (notes_key, at(T0 + 10), at(T0 + 60), 50, 1, 1, 1, 1, 10, "boox-palma-2", "ebook", "koreader",
          read_id(notes_key, 1), 1),
@@ -232,7 +232,7 @@ def test_odd_titles_and_authors_round_trip_exactly(tmp_path, etl, database_url):
     expected = [t.replace("\x00", "").strip() for t in odd]
     titles = [row[0] for row in query(database_url, "SELECT title FROM books ORDER BY file_hash")]
     assert titles == expected
-    authors = query(database_url, "SELECT name FROM authors ORDER BY name")
+    authors = query(database_url, "SELECT name FROM author_names ORDER BY name")
     # Authors split on newlines only: "new\nline author" is two authors, "Second, Author" one.
     names = {part for t in expected for part in f"{t} author".split("\n")} | {"Second, Author"}
     assert sorted(name for (name,) in authors) == sorted(names)

@@ -118,7 +118,7 @@ def test_a_hung_statement_is_cut_off_by_the_statement_timeout(tmp_path, etl, dat
     assert etl(stats).returncode == 0
     holder = psycopg2.connect(database_url)
     try:
-        holder.cursor().execute("LOCK TABLE books IN ACCESS EXCLUSIVE MODE")
+        holder.cursor().execute("LOCK TABLE bookhelper.book_keys IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         result = etl(stats, ETL_STATEMENT_TIMEOUT="2")
         elapsed = time.monotonic() - started

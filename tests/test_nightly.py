@@ -132,7 +132,7 @@ def test_a_short_password_masks_only_itself(tmp_path, database_url, empty_env_fi
     result = run_cli("--stats-db", stats, "-v", env_file=empty_env_file, DATABASE_URL=url, ETL_TIMEZONE="UTC")
 
     assert result.returncode == 0, result.stderr
-    assert "bookhelper-etl 2." in result.stderr and "normal run" in result.stderr
+    assert "bookhelper-etl 3." in result.stderr and "normal run" in result.stderr
     assert ":o@" not in result.stderr
 
 
@@ -175,7 +175,9 @@ def test_failed_nights_are_recorded_and_status_says_when_the_last_run_is_old(tmp
     assert (missing.returncode, broken.returncode) == (66, 65)
     runs = query(database_url, "SELECT status, exit_code, error_message LIKE '%%typo%%' FROM etl_runs ORDER BY run_id")
     assert runs == [("success", 0, None), ("failed", 66, True), ("failed", 65, False)]
-    assert query(database_url, "SELECT last_status, last_exit_code FROM sync_status") == [("failed", 65)]
+    assert query(database_url, "SELECT last_status, last_exit_code FROM device_sync") == [("failed", 65)]
+    assert query(database_url, "SELECT sync_status, last_sync_time IS NOT NULL FROM public.sync_status"
+                               " WHERE source_name = 'koreader'") == [("failed", True)]
 
     query(database_url, "UPDATE etl_runs SET started_at = started_at - interval '50 hours', "
                         "finished_at = finished_at - interval '50 hours'")
@@ -282,7 +284,7 @@ def test_report_writes_a_page_from_the_warehouse_and_a_load_can_write_it_too(tmp
         data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>',
                                     page.read_text(), re.S).group(1))
         assert data["totals"]["reading_seconds"] == query(
-            database_url, "SELECT sum(reading_seconds)::bigint FROM book_stats")[0][0]
+            database_url, "SELECT sum(reading_seconds)::bigint FROM book_reading")[0][0]
     unwritable = run_cli("--report", tmp_path / "no" / "such" / "dir" / "r.html", env_file=empty_env_file,
                          DATABASE_URL=database_url)
     assert unwritable.returncode == 78

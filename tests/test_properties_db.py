@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import query
+from conftest import empty_warehouse, query
 from generator import Book, write_statistics_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -46,7 +46,7 @@ BOOKS = [Book(i, f"Book {i}", f"Author {i}", 30, f"{i:032x}") for i in (1, 2, 3)
 
 
 def reset(url):
-    query(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    empty_warehouse(url)
 
 
 def load(url, rows, env_file, name="statistics.sqlite3", *extra):

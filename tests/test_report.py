@@ -113,7 +113,7 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
     assert data["reading_seconds_by_day"] == days
     assert days["2026-03-29"] >= 1800 and days["2026-10-25"] >= 1800  # the nights of the clock changes
     assert days["2026-06-11"] >= 300  # the sitting across midnight counts on both days
-    book_total = query(database_url, "SELECT sum(reading_seconds)::bigint FROM book_stats")[0][0]
+    book_total = query(database_url, "SELECT sum(reading_seconds)::bigint FROM book_reading")[0][0]
     assert sum(days.values()) == book_total == sum(r[3] for r in berlin_history)
     assert sum(b["reading_seconds"] for b in data["books"]) == book_total
 
@@ -128,7 +128,7 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
         SELECT b.book_id, b.title, b.authors, b.series, b.sessions, b.reading_seconds, b.first_read_at,
                b.last_read_at, b.reads, coalesce((SELECT sum(pages_read) FROM reading_sessions s
                                                   WHERE s.book_id = b.book_id), 0)
-        FROM book_stats b ORDER BY b.reading_seconds DESC, b.title, b.book_id""")
+        FROM book_reading b ORDER BY b.reading_seconds DESC, b.title, b.book_id""")
     shown = [(b["book_id"], b["title"], b["authors"], b["series"], b["sessions"], b["reading_seconds"],
               datetime.datetime.fromisoformat(b["first_read_at"]), datetime.datetime.fromisoformat(b["last_read_at"]),
               b["reads"], b["pages_read"]) for b in data["books"]]
@@ -154,7 +154,7 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
     ]
     assert data["authors"] == [
         {"name": name, "books": books, "reading_seconds": seconds} for name, books, seconds in query(
-            database_url, "SELECT name, books, reading_seconds FROM author_analytics WHERE reading_seconds > 0 "
+            database_url, "SELECT name, books, reading_seconds FROM author_reading WHERE reading_seconds > 0 "
                           "ORDER BY reading_seconds DESC, name LIMIT 10")
     ]
     assert data["streaks"]["longest"] == longest_run(days)
@@ -201,9 +201,8 @@ def test_sidecar_and_calibre_columns_show_in_the_book_table(berlin_history, data
     query(database_url, """
         INSERT INTO tags (name) VALUES ('sf'), ('classic');
         INSERT INTO book_tags SELECT b.book_id, t.tag_id, 'calibre' FROM books b, tags t WHERE b.title = 'Middlemarch';
-        INSERT INTO publishers (name) VALUES ('NYRB Classics');
-        INSERT INTO book_editions (book_id, publisher_id, source)
-        SELECT b.book_id, p.publisher_id, 'calibre' FROM books b, publishers p WHERE b.title = 'Middlemarch';""")
+        INSERT INTO book_editions (book_id, publisher_specific, calibre_id)
+        SELECT b.book_id, 'NYRB Classics', 1 FROM books b WHERE b.title = 'Middlemarch';""")
     path = tmp_path / "columns.html"
 
     write(database_url, path)
@@ -226,18 +225,20 @@ def test_sidecar_and_calibre_columns_show_in_the_book_table(berlin_history, data
 # --------------------------------------------------------------------------------------
 
 def table_rows(url):
-    tables = [name for (name,) in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
-    return {name: query(url, sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(name)))[0][0]
-            for name in tables}
+    tables = query(url, "SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN ('public', 'bookhelper')")
+    return {(schema, name): query(url, sql.SQL("SELECT count(*) FROM {}.{}").format(
+        sql.Identifier(schema), sql.Identifier(name)))[0][0] for schema, name in tables}
 
 
 def test_the_report_only_reads_and_works_for_a_role_that_may_only_read(berlin_history, database_url, tmp_path):
     before = warehouse_state(database_url), table_rows(database_url)
     role = f"report_reader_{uuid.uuid4().hex[:8]}"
     ident = sql.Identifier(role)
-    for statement in (sql.SQL("CREATE ROLE {} LOGIN").format(ident),
-                      sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident),
-                      sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(ident)):
+    grants = [sql.SQL("CREATE ROLE {} LOGIN").format(ident)] + [
+        statement.format(sql.Identifier(schema), ident) for schema in ("public", "bookhelper")
+        for statement in (sql.SQL("GRANT USAGE ON SCHEMA {} TO {}"),
+                          sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}"))]
+    for statement in grants:
         query(database_url, statement)
     try:
         conn = psycopg2.connect(f"{database_url} user={role} options='-c default_transaction_read_only=on'")
@@ -286,13 +287,13 @@ def test_a_database_without_the_warehouse_takes_one_round_trip(database_url):
 
 def test_the_report_reads_in_a_read_only_transaction(berlin_history, database_url):
     # A view that writes when it is read: in a read-only transaction the server refuses the write.
-    query(database_url, "CREATE TABLE book_reads_logged (book_id integer)")
+    query(database_url, "CREATE TABLE public.book_reads_logged (book_id integer)")
     query(database_url, """
         CREATE FUNCTION log_read(id integer) RETURNS integer LANGUAGE sql VOLATILE
-        AS 'INSERT INTO book_reads_logged VALUES (id) RETURNING id'""")
-    query(database_url, "ALTER VIEW book_stats RENAME TO book_stats_koreader")
-    query(database_url, "CREATE VIEW book_stats AS SELECT k.*, log_read(k.book_id) AS logged "
-                        "FROM book_stats_koreader k")
+        AS 'INSERT INTO public.book_reads_logged VALUES (id) RETURNING id'""")
+    query(database_url, "ALTER VIEW bookhelper.book_reading RENAME TO book_reading_koreader")
+    query(database_url, "CREATE VIEW bookhelper.book_reading AS SELECT k.*, log_read(k.book_id) AS logged "
+                        "FROM bookhelper.book_reading_koreader k")
 
     with pytest.raises(psycopg2.errors.ReadOnlySqlTransaction):
         fetch(database_url)

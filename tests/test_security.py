@@ -4,7 +4,7 @@ import uuid
 
 import psycopg2.extensions
 import pytest
-from conftest import query, run_cli
+from conftest import empty_warehouse, query, run_cli
 from generator import generate
 from pgtools import Forwarder, TlsServer, free_port, make_certificate, system_postgres_bin
 from psycopg2 import sql
@@ -47,7 +47,7 @@ def test_verify_full_with_the_servers_ca_succeeds(tls_server, stats_file, empty_
     result = run_cli("--stats-db", stats_file, env_file=empty_env_file, DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
     assert query(url, "SELECT count(*) > 0 FROM reading_sessions") == [(True,)]
-    query(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    empty_warehouse(url)
 
 
 def test_verify_full_against_an_unknown_ca_is_refused_without_retries(tmp_path, tls_server, stats_file,
@@ -78,14 +78,16 @@ def test_the_job_runs_under_a_role_that_may_only_read_and_write_its_tables(tmp_p
     grants = [
         sql.SQL("CREATE ROLE {} LOGIN").format(ident),
         sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
-        sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident),
-        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(ident),
-        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {}").format(ident),
-    ]
+    ] + [statement.format(sql.Identifier(schema), ident) for schema in ("public", "bookhelper") for statement in (
+        sql.SQL("GRANT USAGE ON SCHEMA {} TO {}"),
+        sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {} TO {}"),
+        sql.SQL("GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {} TO {}"))]
     for statement in grants:
         query(database_url, statement)
     try:
-        assert query(database_url, "SELECT has_schema_privilege(%s, 'public', 'CREATE')", (role,)) == [(False,)]
+        may_create = ("SELECT has_schema_privilege(%s, 'public', 'CREATE'),"
+                      " has_schema_privilege(%s, 'bookhelper', 'CREATE')")
+        assert query(database_url, may_create, (role, role)) == [(False, False)]
         as_job = f"{database_url} user={role}"
         result = etl(grown, DATABASE_URL=as_job)
         assert result.returncode == 0, result.stderr

@@ -20,11 +20,11 @@ HOSTILE = ' "quoted" \\back\\slash\\ \nnew line\ttab — 読書 📚 trailing  '
 HIGHLIGHT_ROWS = """
     SELECT b.book_key, h.position, h.kind, h.text, h.note, h.chapter, h.page, h.pageref, h.pos0, h.pos1, h.color,
            h.drawer, h.created_local::text, h.updated_local::text, h.created_at, h.updated_at
-    FROM highlights h JOIN books b USING (book_id) ORDER BY 1, 2"""
+    FROM highlights h JOIN book_keys b USING (book_id) ORDER BY 1, 2"""
 SIDECAR_ROWS = """
     SELECT b.book_key, s.status, s.status_modified::text, s.rating, s.review, s.percent_finished, s.doc_pages,
            s.identifiers
-    FROM book_sidecars s JOIN books b USING (book_id) ORDER BY 1"""
+    FROM book_sidecars s JOIN book_keys b USING (book_id) ORDER BY 1"""
 
 
 def write_sidecar(folder: Path, relative: str, data: dict, mtime: int = T0) -> Path:
@@ -85,7 +85,7 @@ def test_a_current_sidecar_lands_as_whole_rows_with_exact_text(tmp_path, etl, da
         (key, 3, "bookmark", "in One", None, "One", 14, None, "/body/p[9].0", None, None, None,
          "2024-03-01 21:30:00", None, berlin("2024-03-01 21:30:00"), None),
     ]
-    assert query(database_url, "SELECT status, rating, highlights FROM book_stats") == [("complete", 4, 2)]
+    assert query(database_url, "SELECT status, rating, highlights FROM book_reading") == [("complete", 4, 2)]
 
 
 def test_legacy_highlights_are_joined_to_their_bookmarks_by_datetime(tmp_path, etl, database_url, stats):
@@ -130,7 +130,7 @@ def test_a_generated_device_folder_loads_what_koreader_would_read(tmp_path, etl,
         expected[book.book.book_key] = (book.status, book.rating, len(book.highlights))
     stored = query(database_url, """SELECT b.book_key, s.status, s.rating,
                                            (SELECT count(*) FROM highlights h WHERE h.book_id = s.book_id)::int
-                                    FROM book_sidecars s JOIN books b USING (book_id)""")
+                                    FROM book_sidecars s JOIN book_keys b USING (book_id)""")
     assert {key: tuple(rest) for key, *rest in stored} == expected
     broken = [f for f in files if f.expected is None]
     assert result.stderr.count("[WARNING] [EXTRACT] skipped the sidecar") == len(broken)
@@ -199,7 +199,7 @@ def test_a_sidecar_of_a_book_without_reading_lands_as_a_book_without_sessions(tm
 
     assert etl(stats, "--sidecar-dir", folder).returncode == 0
 
-    on_paper = "SELECT title, authors, sessions, status FROM book_stats WHERE title = 'On Paper'"
+    on_paper = "SELECT title, authors, sessions, status FROM book_reading WHERE title = 'On Paper'"
     assert query(database_url, on_paper) == [("On Paper", "A; B", 0, "complete")]
     finished = query(database_url, "SELECT title, read_number, finished_on::text, evidence FROM finished_books "
                                    "ORDER BY title")

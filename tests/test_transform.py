@@ -133,7 +133,8 @@ def test_duration_minutes_round_halves_up():
     def session(seconds):
         return Session(0, seconds, seconds, 1, 1, 1, 1)
 
-    assert [session(s).duration_minutes for s in (29, 30, 89, 90, 150)] == [0, 1, 1, 2, 3]
+    # halves up, and never below 1: the reader's reading_sessions CHECK (duration_minutes > 0)
+    assert [session(s).duration_minutes for s in (1, 29, 30, 89, 90, 150)] == [1, 1, 1, 1, 2, 3]
 
 
 def test_reads_start_again_near_the_beginning_after_reaching_the_end():

@@ -4,19 +4,21 @@ from conftest import query
 
 STATE_QUERIES = {
     "books": """
-        SELECT b.book_key, b.title, a.name, b.file_hash, b.page_count, b.language, b.series, b.source
-        FROM books b LEFT JOIN authors a USING (author_id) ORDER BY b.book_key""",
+        SELECT k.book_key, b.title, a.author_name, b.file_hash, b.page_count, b.language, k.series, b.source
+        FROM book_keys k JOIN books b USING (book_id) LEFT JOIN authors a ON a.author_id = b.author_id
+        ORDER BY k.book_key""",
     "book_authors": """
         SELECT b.book_key, ba.position, a.name
-        FROM book_authors ba JOIN books b USING (book_id) JOIN authors a ON a.author_id = ba.author_id ORDER BY 1, 2""",
+        FROM book_authors ba JOIN book_keys b USING (book_id) JOIN author_names a ON a.author_id = ba.author_id
+        ORDER BY 1, 2""",
     "page_views": """
         SELECT b.book_key, p.page, p.start_epoch, p.duration, p.total_pages, d.name
-        FROM page_views p JOIN books b USING (book_id) JOIN devices d USING (device_id) ORDER BY 1, 2, 3""",
+        FROM page_views p JOIN book_keys b USING (book_id) JOIN devices d USING (device_id) ORDER BY 1, 2, 3""",
     "reading_sessions": """
-        SELECT b.book_key, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read,
-               s.start_page, s.end_page, s.total_pages, s.device, s.media_type, s.data_source,
-               s.read_instance_id, s.read_number
-        FROM reading_sessions s JOIN books b USING (book_id) ORDER BY 1, 2, s.device""",
+        SELECT b.book_key, s.start_time AT TIME ZONE 'UTC', s.end_time AT TIME ZONE 'UTC', s.duration_seconds,
+               s.duration_minutes, s.pages_read, s.start_page, s.end_page, s.total_pages, s.device, s.media_type,
+               s.data_source, s.read_instance_id, s.read_number
+        FROM reading_sessions s JOIN book_keys b USING (book_id) ORDER BY 1, 2, s.device""",
 }
 
 
@@ -26,7 +28,8 @@ def warehouse_state(url):
 
 
 def table_names(url):
-    return {row[0] for row in query(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    tables = "SELECT tablename FROM pg_tables WHERE schemaname IN ('public', 'bookhelper')"
+    return {row[0] for row in query(url, tables)}
 
 
 def book_seconds(url):
@@ -34,8 +37,8 @@ def book_seconds(url):
     return dict(
         query(
             url,
-            """SELECT b.book_key, sum(s.duration_seconds)::bigint FROM reading_sessions s JOIN books b USING (book_id)
-               GROUP BY 1""",
+            """SELECT b.book_key, sum(s.duration_seconds)::bigint
+               FROM reading_sessions s JOIN book_keys b USING (book_id) GROUP BY 1""",
         )
     )
 
@@ -47,12 +50,17 @@ READING_QUERIES = {
     "book_authors": STATE_QUERIES["book_authors"],
     "page_views": """
         SELECT b.book_key, p.page, p.start_epoch, p.duration, p.total_pages
-        FROM page_views p JOIN books b USING (book_id) ORDER BY 1, 2, 3""",
+        FROM page_views p JOIN book_keys b USING (book_id) ORDER BY 1, 2, 3""",
     "reading_sessions": """
         SELECT b.book_key, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read,
                s.start_page, s.end_page, s.total_pages, s.media_type, s.data_source, s.read_instance_id, s.read_number
-        FROM reading_sessions s JOIN books b USING (book_id) ORDER BY 1, 2""",
-    "reading_timeline": "SELECT day, reading_seconds, books, page_views FROM reading_timeline ORDER BY day",
+        FROM reading_sessions s JOIN book_keys b USING (book_id) ORDER BY 1, 2""",
+    "reading_days": "SELECT day, reading_seconds, books, page_views FROM reading_days ORDER BY day",
+    # The reader's own views, as their definitions compute them.
+    "book_stats": """
+        SELECT k.book_key, s.title, s.author, s.total_read_time_minutes, s.total_pages_read_ebook, s.total_sessions,
+               s.read_count
+        FROM book_stats s JOIN book_keys k USING (book_id) ORDER BY 1""",
 }
 
 
