@@ -60,7 +60,7 @@ def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, databa
     matched = {calibre_id: key for key, calibre_id, _rule in query(database_url, MATCHES)}
     uuids = calibre_uuids(scenario)
 
-    expected_editions, expected_tags, expected_identifiers = [], [], []
+    expected_editions, expected_tags, expected_identifiers, expected_publishers = [], [], [], []
     for book in scenario.calibre_books:
         key = matched.get(book.id)
         if key is None:
@@ -71,6 +71,8 @@ def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, databa
         isbn_13, isbn_10 = etl_module.isbn_columns(isbn) if isbn else (None, None)
         expected_editions += [(key, isbn_13 or isbn_10, fmt, book.publisher, book.id, uuids[book.id],
                                published, int(published[:4]) if published else None) for fmt in formats]
+        # The publisher is a row of the reader's publishers, which the book (empty there before) refers to.
+        expected_publishers.append((key, book.publisher, isbn, book.publisher, book.publisher, isbn_13, isbn_10))
         expected_tags += [(key, tag) for tag in book.tags]
         expected_identifiers += [(key, scheme, value) for scheme, value in book.identifiers.items()]
     editions = query(database_url, """
@@ -79,6 +81,10 @@ def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, databa
         FROM book_editions e JOIN book_keys b USING (book_id)
         WHERE e.calibre_id IS NOT NULL ORDER BY 1, 3""")
     assert editions == sorted(expected_editions, key=lambda row: (row[0], row[2] or ""))
+    assert query(database_url, """
+        SELECT k.book_key, c.publisher, c.isbn, b.publisher_name, p.publisher_name, b.isbn_13, b.isbn_10
+        FROM book_calibre c JOIN book_keys k USING (book_id) JOIN books b USING (book_id)
+        LEFT JOIN publishers p ON p.publisher_id = b.publisher_id ORDER BY 1""") == sorted(expected_publishers)
     assert query(database_url, """SELECT b.book_key, g.name FROM book_tags t JOIN tags g USING (tag_id)
                                   JOIN book_keys b USING (book_id) ORDER BY 1, 2""") == sorted(expected_tags)
     assert query(database_url, """SELECT b.book_key, i.scheme, i.value FROM book_identifiers i
@@ -181,4 +187,43 @@ def test_a_folder_without_metadata_db_is_a_configuration_error(tmp_path, etl, da
     result = etl(scenario.statistics_path, "--calibre-library", tmp_path)
     assert result.returncode == 78
     assert "is not a Calibre library (no metadata.db in it)" in result.stderr
-    assert query(database_url, "SELECT to_regclass('books') IS NULL") == [(True,)]
+    assert query(database_url, "SELECT to_regclass('books') IS NULL, to_regnamespace('bookhelper') IS NULL") == [
+        (True, True)]
+
+
+def test_calibre_fills_the_readers_shared_columns_only_while_empty_or_still_its_own(etl, database_url, scenario):
+    assert load(etl, scenario).returncode == 0
+    shared = """SELECT b.title, b.isbn_13, b.publisher_name, p.publisher_name FROM books b
+                LEFT JOIN publishers p USING (publisher_id) WHERE b.title IN ('The Left Hand of Darkness',
+                'Middlemarch') ORDER BY 1"""
+    assert query(database_url, shared) == [("Middlemarch", None, "Penguin Classics", "Penguin Classics"),
+                                           ("The Left Hand of Darkness", "9780441478125", "Ace Books", "Ace Books")]
+    # The enrichment job writes its own values into one book; then Calibre corrects both books.
+    query(database_url, """UPDATE books SET isbn_13 = '9780000000002', publisher_name = 'Hardcover House'
+                           WHERE title = 'Middlemarch'""")
+    conn = sqlite3.connect(scenario.library.metadata_db)
+    conn.execute("UPDATE publishers SET name = 'Gollancz' WHERE name = 'Ace Books'")
+    conn.execute("UPDATE publishers SET name = 'Penguin' WHERE name = 'Penguin Classics'")
+    conn.execute("UPDATE identifiers SET val = '978-0-441-47812-5 ' WHERE val = '9780441478125'")
+    conn.commit()
+    conn.close()
+
+    assert load(etl, scenario).returncode == 0
+
+    assert query(database_url, shared) == [("Middlemarch", "9780000000002", "Hardcover House", "Penguin"),
+                                           ("The Left Hand of Darkness", "9780441478125", "Gollancz", "Gollancz")]
+    # The job's own publisher row that no book names any more is gone; a value it wrote, it may clear.
+    assert query(database_url, "SELECT count(*) FROM publishers WHERE publisher_name IN ('Ace Books', "
+                               "'Penguin Classics')") == [(0,)]
+
+
+def test_a_new_book_takes_the_readers_row_of_the_isbn_calibre_gives_it(etl, reader_database, scenario):
+    query(reader_database, """INSERT INTO books (title, isbn_13, hardcover_book_id, source)
+                              VALUES ('Hainish 4', '9780441478125', 'hc-lhod', 'hardcover')""")
+
+    assert load(etl, scenario, DATABASE_URL=reader_database).returncode == 0
+
+    assert query(reader_database, """SELECT b.title, b.hardcover_book_id, b.source, k.matched_by
+                                     FROM books b JOIN book_keys k USING (book_id)
+                                     WHERE b.isbn_13 = '9780441478125'""") == [
+        ("The Left Hand of Darkness", "hc-lhod", "hardcover", "isbn")]

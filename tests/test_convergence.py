@@ -55,7 +55,8 @@ def test_a_title_keyed_book_edited_in_koreader_stays_one_book(
     assert list(book_seconds(database_url).values()) == [550]
     once = fresh_load(new_database, empty_env_file, [(edited, "boox-palma-2", {"ETL_TIMEZONE": "UTC"})])
     assert reading_state(database_url) == reading_state(once)
-    assert query(database_url, "SELECT count(*) FROM authors") == [(1,)]
+    assert query(database_url, "SELECT (SELECT count(*) FROM authors), (SELECT count(*) FROM author_names)") == [
+        (1, 1)]
 
 
 def test_a_book_renamed_to_the_title_of_another_merges_into_it(tmp_path, etl, database_url, new_database,

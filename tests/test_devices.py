@@ -214,6 +214,6 @@ def test_a_device_clock_in_local_time_is_converted_to_true_utc(tmp_path, etl, da
 
     # The row keeps KOReader's raw start_time as its identity; its true UTC time is derived.
     assert query(database_url, "SELECT start_epoch, utc_epoch FROM page_view_times") == [(wall, wall - 7200)]
-    start = query(database_url, "SELECT start_time FROM reading_sessions")[0][0]
-    assert start == datetime.datetime(2024, 7, 1, 19, 0)  # naive UTC, as the reader's TIMESTAMP columns hold it
+    start = query(database_url, "SELECT start_time AT TIME ZONE 'UTC' FROM reading_sessions")[0][0]
+    assert start == datetime.datetime(2024, 7, 1, 19, 0, tzinfo=datetime.timezone.utc)
     assert query(database_url, "SELECT day::text FROM reading_days") == [("2024-07-01",)]

@@ -230,8 +230,10 @@ def test_odd_titles_and_authors_round_trip_exactly(tmp_path, etl, database_url):
     assert etl(stats).returncode == 0
 
     expected = [t.replace("\x00", "").strip() for t in odd]
-    titles = [row[0] for row in query(database_url, "SELECT title FROM books ORDER BY file_hash")]
-    assert titles == expected
+    titles = query(database_url,
+                   "SELECT b.title, k.title FROM books b JOIN book_keys k USING (book_id) ORDER BY b.file_hash")
+    assert [row[0] for row in titles] == expected  # the reader's column
+    assert [row[1] for row in titles] == expected  # the job's whole KOReader title
     authors = query(database_url, "SELECT name FROM author_names ORDER BY name")
     # Authors split on newlines only: "new\nline author" is two authors, "Second, Author" one.
     names = {part for t in expected for part in f"{t} author".split("\n")} | {"Second, Author"}

@@ -136,7 +136,8 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
     first_read = datetime.datetime.fromisoformat(data["books"][0]["first_read_at"])
     assert first_read.utcoffset() == first_read.astimezone(BERLIN).utcoffset()  # written on the reader's clock
 
-    session_rows = query(database_url, "SELECT book_id, start_time, duration_seconds, pages_read FROM reading_sessions")
+    session_rows = query(database_url, "SELECT book_id, start_time AT TIME ZONE 'UTC', duration_seconds, pages_read "
+                                   "FROM reading_sessions")
     grid = [[0] * 24 for _ in range(7)]
     by_year = {}
     for book_id, start, seconds, pages_read in session_rows:

@@ -238,7 +238,8 @@ def test_a_missing_sidecar_folder_is_a_configuration_error(tmp_path, etl, databa
     result = etl(stats, "--sidecar-dir", tmp_path / "nowhere")
     assert result.returncode == 78
     assert "the sidecar folder" in result.stderr and "KOREADER_SIDECAR_DIR" in result.stderr
-    assert query(database_url, "SELECT to_regclass('books') IS NULL") == [(True,)]
+    assert query(database_url, "SELECT to_regclass('books') IS NULL, to_regnamespace('bookhelper') IS NULL") == [
+        (True, True)]
 
 
 def test_a_changed_device_zone_moves_the_highlight_times(tmp_path, etl, database_url, stats):
