@@ -3966,8 +3966,10 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
     report_log = component_logger("REPORT")
     prefix = "dry run, would be: " if dry_run else ""
     report_log.info(
-        "%sbooks: %d inserted, %d updated (%d with new page rows or metadata)",
+        "%sbooks: %d inserted, %d updated (%d with new page rows or metadata)%s",
         prefix, result.books_inserted, result.books_updated, result.books_changed,
+        f"; {result.books_adopted} of the new ones found as the warehouse's existing rows" if result.books_adopted
+        else "",
     )
     report_log.info(
         "%spage rows: %s sent, %s new, %s longer",
@@ -3983,7 +3985,7 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
     for title, device, start, minutes, pages, first, last, read in result.sample:
         report_log.info(
             "  sample: %s UTC | %s | %s | %d min | %d pages (%s-%s) | read %d",
-            start.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"), title, device, minutes, pages,
+            start.strftime("%Y-%m-%d %H:%M"), title, device, minutes, pages,  # the reader's naive UTC
             first, last, read,
         )
 

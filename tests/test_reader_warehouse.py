@@ -147,6 +147,7 @@ def test_a_book_the_enrichment_created_first_is_reused_not_doubled(tmp_path, etl
                             [(1, 1, T0, 60, 400)]), DATABASE_URL=reader_database)
 
     assert result.returncode == 0, result.stderr
+    assert "1 of the new ones found as the warehouse's existing rows" in result.stderr
     assert query(reader_database, """SELECT b.title, b.file_hash, b.source, b.isbn_13, b.hardcover_book_id,
                                             a.author_hardcover_id, k.matched_by, k.created_book
                                      FROM books b JOIN authors a USING (author_id) JOIN book_keys k USING (book_id)
@@ -270,9 +271,14 @@ def test_a_database_in_another_time_zone_stores_naive_utc_and_accepts_a_session_
     query(reader_database, f"ALTER DATABASE {dbname} SET TimeZone = 'America/New_York'")
     just_now = int(time.time()) - 600  # an hour west of UTC would make this "the future" to the CHECK
     book = Book(1, "Good Omens", "Terry Pratchett", 400, MD5)
+    stats = stats_file(tmp_path, [book], [(1, 1, just_now, 60, 400)])
 
-    result = etl(stats_file(tmp_path, [book], [(1, 1, just_now, 60, 400)]), DATABASE_URL=reader_database)
+    # The dry run's sample shows the session in UTC whatever this machine's zone.
+    dry = etl(stats, "--dry-run", DATABASE_URL=reader_database, TZ="America/New_York")
+    result = etl(stats, DATABASE_URL=reader_database)
 
+    utc_minute = datetime.datetime.fromtimestamp(just_now, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    assert f"sample: {utc_minute} UTC | Good Omens" in dry.stderr
     assert result.returncode == 0, result.stderr
     (start,), = query(reader_database, "SELECT start_time FROM reading_sessions")
     assert start == datetime.datetime.fromtimestamp(just_now, datetime.timezone.utc).replace(tzinfo=None)
