@@ -1718,9 +1718,14 @@ def normalise_author(name: str) -> str:
     return normalise_text(name)
 
 
+def isbn_digits(value: str) -> str:
+    """An ISBN as written, without hyphens, spaces or anything but its digits and check character."""
+    return re.sub(r"[^0-9X]", "", value.upper())
+
+
 def isbn_key(value: str) -> Optional[str]:
     """The digits of an ISBN; a valid ISBN-10 as its ISBN-13, so both forms meet."""
-    digits = re.sub(r"[^0-9X]", "", value.upper())
+    digits = isbn_digits(value)
     checksum = sum((10 - i) * (10 if d == "X" else int(d)) for i, d in enumerate(digits)) if len(digits) == 10 else 1
     if digits[:9].isdigit() and checksum % 11 == 0:
         body = "978" + digits[:9]
@@ -1730,7 +1735,7 @@ def isbn_key(value: str) -> Optional[str]:
 
 def isbn_columns(value: str) -> tuple[Optional[str], Optional[str]]:
     """An ISBN as the reader's books.isbn_13 and isbn_10 hold it: digits only, each form where it has one."""
-    digits = re.sub(r"[^0-9X]", "", value.upper())
+    digits = isbn_digits(value)
     isbn_13 = isbn_key(value)
     return (isbn_13 if isbn_13 and len(isbn_13) == 13 and isbn_13.isdigit() else None,
             digits if len(digits) == 10 and isbn_13 != digits else None)
