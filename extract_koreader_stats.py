@@ -7,25 +7,25 @@ loads books, authors, page views and sessions into PostgreSQL in one transaction
 Re-runs, grown copies of the file and files from several devices never count
 reading twice.
 
-The file reads in the order the data flows: configuration, extract, transform,
-load, report, ``main()``. See README.md for usage.
+This file is the one command and holds what every run needs, in the order the data flows:
+configuration, the statistics file (extract, transform, load), the run's one transaction,
+``--status``, monitoring, ``main()``. The optional sources, the session rule, the matcher, the
+schema and the report are modules of the package ``bookhelper/`` beside it (its __init__ says
+what a source provides); ``SOURCES`` below is the registry of the optional sources. See README.md.
 """
 
 import argparse
 import base64
-import dataclasses
 import datetime
-import hashlib
+import functools
 import itertools
 import json
 import logging
 import logging.handlers
-import math
 import operator
 import os
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import sys
@@ -33,7 +33,6 @@ import tempfile
 import threading
 import time
 import traceback
-import unicodedata
 import urllib.parse
 import urllib.request
 import uuid
@@ -42,7 +41,70 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
+
+from bookhelper import calibre, sidecars
+from bookhelper.core import (
+    DEVICE_LENGTH,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_STALE,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    LAST_VALID_EPOCH,
+    MAX_INTEGER,
+    NAME_LENGTH,
+    STATS_SOURCE,
+    TITLE_LENGTH,
+    UNTITLED,
+    Book,
+    ConfigError,
+    DatabaseUnavailable,
+    EtlError,
+    RunContext,
+    Setting,
+    SourceMissing,
+    SourceSkipped,
+    SourceUnusable,
+    Terminated,
+    UsageError,
+    clean_optional,
+    clean_text,
+    component_logger,
+    copy_snapshot,
+    copy_text,
+    first_line,
+    fit_text,
+    int_in_range,
+    iso_language,
+    make_book_key,
+    normalise_md5,
+    repeatable,
+    split_authors,
+    split_series,
+)
+from bookhelper.matching import (
+    ReaderBook,
+    match_reader_books,
+)
+from bookhelper.schema import (
+    SCHEMA_VERSION,
+    SESSION_SETTINGS_SQL,
+    WarehouseState,
+    ensure_schema,
+    merge_page_views,
+    same_name,
+    schema_is_current,
+)
+from bookhelper.sessions import (
+    NEAR_BEGINNING_SQL,
+    REACHES_END_SQL,
+    READ_NAMESPACE,
+    Session,
+    number_reads,
+    session_copy_lines,
+    transform_sessions,
+)
 
 try:  # --help and --version work without the dependencies; a run names what is missing
     import psycopg2
@@ -57,15 +119,11 @@ except ImportError:
 
 __version__ = "3.0.0"
 
-EXIT_OK = 0
-EXIT_USAGE = 64
-EXIT_BAD_SOURCE = 65
-EXIT_NO_SOURCE = 66
-EXIT_INTERNAL = 70
-EXIT_TEMPORARY = 75
-EXIT_CONFIG = 78
-EXIT_STALE = 79
-EXIT_TERMINATED = 143
+# The registry of optional sources, in load order: the sidecars first (they may bring books), Calibre last
+# (it matches every book of the warehouse). The only place that names them; bookhelper/__init__.py says
+# what a source module provides.
+SOURCES = (sidecars, calibre)
+
 
 EXIT_CODES_HELP = """exit codes:
   0   success (also a dry run)
@@ -80,43 +138,8 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 APPLICATION_NAME = "bookhelper-etl"
-SCHEMA_VERSION = 3
 # pg_advisory_xact_lock key: the bytes of "bookhelp" as a signed 64-bit integer.
 ADVISORY_LOCK_KEY = int.from_bytes(b"bookhelp", "big")
-# Namespace of read_instance_id: uuid3(namespace, "<book_key>/read/<n>"), computable in plain SQL.
-READ_NAMESPACE = uuid.UUID("6f0a4a53-5c1e-4b83-9a43-7d1f0c2b9e11")
-
-
-class EtlError(Exception):
-    """A failure with a one-line message for people and a documented exit code."""
-
-    exit_code = EXIT_INTERNAL
-
-
-class UsageError(EtlError):
-    exit_code = EXIT_USAGE
-
-
-class SourceUnusable(EtlError):
-    exit_code = EXIT_BAD_SOURCE
-
-
-class SourceMissing(EtlError):
-    exit_code = EXIT_NO_SOURCE
-
-
-class DatabaseUnavailable(EtlError):
-    exit_code = EXIT_TEMPORARY
-
-
-class ConfigError(EtlError):
-    exit_code = EXIT_CONFIG
-
-
-class Terminated(EtlError):
-    """SIGTERM: systemd's stop or TimeoutStartSec. The run rolls back and cleans up."""
-
-    exit_code = EXIT_TERMINATED
 
 
 def require_dependencies() -> None:
@@ -135,11 +158,6 @@ def require_dependencies() -> None:
 # --------------------------------------------------------------------------------------
 
 log = logging.getLogger("bookhelper")
-
-
-def component_logger(component: str) -> logging.Logger:
-    """The logger of one component (ETL, EXTRACT, TRANSFORM, LOAD, DB, REPORT)."""
-    return logging.getLogger(f"bookhelper.{component}")
 
 
 # Credentials where they occur: a URL's user:password@ and key/value password=... (libpq, NEON_PASSWORD).
@@ -220,19 +238,8 @@ DEFAULT_GAP_MINUTES = 30
 DEFAULT_STATS_DB = "~/Sync/KOReader/statistics.sqlite3"
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its environment name, default and meaning (the .env.example documents each)."""
-
-    env: str
-    default: Optional[str]
-    help: str
-
-
-SETTINGS = (
-    Setting("KOREADER_STATS_DB", DEFAULT_STATS_DB, "path of KOReader's statistics.sqlite3"),
-    Setting("KOREADER_SIDECAR_DIR", None, "folder holding KOReader's sidecars (*.sdr/metadata.*.lua), optional"),
-    Setting("CALIBRE_LIBRARY", None, "Calibre library folder (with metadata.db), optional"),
+STATISTICS_SETTING = Setting("KOREADER_STATS_DB", DEFAULT_STATS_DB, "path of KOReader's statistics.sqlite3")
+RUN_SETTINGS = (
     Setting("DATABASE_URL", None, "PostgreSQL URL, or 'embedded' / 'embedded:/dir'"),
     Setting("NEON_HOST", None, "Neon host, instead of DATABASE_URL"),
     Setting("NEON_USER", None, "Neon user"),
@@ -254,6 +261,8 @@ SETTINGS = (
     Setting("ETL_STALE_AFTER_DAYS", "7", "warn (exit 79) when the file has no new reading for this long; 0: never"),
     Setting("ETL_REPORT_FILE", None, "after a successful load, also write the HTML report here"),
 )
+# Every setting, as --help and .env.example list them: the statistics file, each source's, then the run's.
+SETTINGS = (STATISTICS_SETTING,) + tuple(s for module in SOURCES for s in module.SETTINGS) + RUN_SETTINGS
 SETTING_DEFAULTS = {s.env: s.default for s in SETTINGS}
 
 
@@ -262,8 +271,7 @@ class Config:
     """Everything a run needs to know, resolved from the command line, environment and .env."""
 
     stats_db: Path
-    sidecar_dir: Optional[Path]
-    calibre_library: Optional[Path]
+    sources: dict[str, object]  # each configured optional source's options, by its NAME
     database_url: Optional[str]
     neon: dict[str, Optional[str]]
     device: str
@@ -309,12 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
-    parser.add_argument("--calibre-library", metavar="DIR",
-                        help="Calibre library folder (holding metadata.db), read for publishers, tags, series and "
-                             "ISBNs (CALIBRE_LIBRARY)")
-    parser.add_argument("--sidecar-dir", metavar="DIR",
-                        help="folder of KOReader's sidecar files, read for status, ratings and highlights "
-                             "(KOREADER_SIDECAR_DIR)")
+    for setting in SETTINGS:
+        if setting.option:
+            parser.add_argument(setting.option, metavar=setting.metavar, help=f"{setting.option_help} ({setting.env})")
     parser.add_argument(
         "--database-url",
         metavar="URL",
@@ -338,6 +343,11 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def option_dest(setting: Setting) -> str:
+    """The attribute argparse gives a source setting's option."""
+    return (setting.option or "").lstrip("-").replace("-", "_")
 
 
 def read_env_file(path: Path) -> tuple[dict[str, str], bool]:
@@ -466,18 +476,15 @@ def load_config(args: argparse.Namespace) -> Config:
     else:
         log_origin = f"ETL_LOG_FILE in {env_file}"
     report_file = setting("ETL_REPORT_FILE")
-    sidecar_dir = setting("KOREADER_SIDECAR_DIR", args.sidecar_dir)
-    if sidecar_dir and not Path(sidecar_dir).expanduser().is_dir():
-        raise ConfigError(f"the sidecar folder {sidecar_dir} does not exist or is not a folder; "
-                          "check --sidecar-dir or KOREADER_SIDECAR_DIR")
-    calibre_library = setting("CALIBRE_LIBRARY", args.calibre_library)
-    if calibre_library and not (Path(calibre_library).expanduser() / "metadata.db").is_file():
-        raise ConfigError(f"{calibre_library} is not a Calibre library (no metadata.db in it); "
-                          "check --calibre-library or CALIBRE_LIBRARY")
+    sources = {}
+    for module in SOURCES:
+        options = module.configure({s.env: setting(s.env, getattr(args, option_dest(s), None))
+                                    for s in module.SETTINGS})
+        if options is not None:
+            sources[module.NAME] = options
     return Config(
         stats_db=Path(setting("KOREADER_STATS_DB", args.stats_db)).expanduser(),
-        sidecar_dir=Path(sidecar_dir).expanduser() if sidecar_dir else None,
-        calibre_library=Path(calibre_library).expanduser() if calibre_library else None,
+        sources=sources,
         database_url=setting("DATABASE_URL", args.database_url),
         neon={k: setting(f"NEON_{k.upper()}") for k in ("host", "user", "password", "database", "port")},
         device=device,
@@ -588,8 +595,6 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 KNOWN_SCHEMA_VERSIONS = (20221111, 20201022, 20201010)
 EARLIEST_VALID_START = 946684800  # 2000-01-01T00:00:00Z
 MAX_VALID_DURATION = 7200  # KOReader's highest "max seconds per page"
-MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer
-LAST_VALID_EPOCH = 4102444800  # 2100-01-01: a fixed bound, so that a book's metadata never depends on the run date
 
 
 def check_source_file(path: Path) -> int:
@@ -609,43 +614,6 @@ def check_source_file(path: Path) -> int:
     if header != SQLITE_MAGIC:
         raise SourceUnusable(f"{path}: is not an SQLite database; point to KOReader's statistics.sqlite3")
     return size
-
-
-def _file_state(path: Path) -> Optional[tuple[int, int]]:
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return None
-    return info.st_size, info.st_mtime_ns
-
-
-def copy_snapshot(source: Path, workdir: Path, attempts: int = 3, name: str = "statistics.sqlite3") -> Path:
-    """Copy an SQLite database and its -wal into ``workdir``, retrying while Syncthing (or Calibre) changes them.
-
-    Only reads the source: nothing is created beside it (SQLite itself would add a -shm) and no
-    timestamp changes.
-    """
-    wal = Path(f"{source}-wal")
-    target = workdir / name
-    for attempt in range(attempts):
-        before = (_file_state(source), _file_state(wal))
-        try:
-            shutil.copyfile(source, target)
-            if before[1] is not None:
-                shutil.copyfile(wal, Path(f"{target}-wal"))
-            else:
-                Path(f"{target}-wal").unlink(missing_ok=True)
-        except FileNotFoundError:
-            if attempt == attempts - 1:
-                raise SourceMissing(f"{source}: disappeared while it was copied; try again") from None
-            continue
-        except OSError as exc:
-            raise SourceMissing(f"{source}: cannot be copied ({exc.strerror})") from None
-        if (_file_state(source), _file_state(wal)) == before:
-            return target
-        time.sleep(0.5 * (attempt + 1))
-    component_logger("EXTRACT").warning("%s kept changing while it was copied; using the last copy", source)
-    return target
 
 
 def prepare_snapshot(conn: sqlite3.Connection) -> None:
@@ -818,435 +786,8 @@ def extract_book_page_rows(
 
 
 # --------------------------------------------------------------------------------------
-# Extract: KOReader's sidecar files (metadata.<ext>.lua), parsed as data, never run
+# Transform: the statistics file's books and census, pure functions, no I/O
 # --------------------------------------------------------------------------------------
-# A sidecar is Lua source that KOReader's dump.lua wrote. The parser below reads exactly the data
-# subset (tables, strings with LuaJIT's escapes, numbers, booleans) as LuaJIT would load it, and
-# refuses anything else: code (names, calls, operators) and broken text. inf and nan load as nil
-# (the entry is absent), -inf fails the whole file, as in LuaJIT.
-
-SIDECAR_MAX_BYTES = 32 * 1024 * 1024  # real sidecars are under 2 MB, even with thousands of highlights
-SIDECAR_MAX_DEPTH = 100  # KOReader nests 6 levels; each level costs two Python frames, so keep it far below 300
-
-_SPACE = re.compile(rb"[ \t\r\n\v\f]*")
-_LONG_BRACKET = re.compile(rb"\[(=*)\[")
-_REST_OF_LINE = re.compile(rb"[^\r\n]*")
-_NAME = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
-_NUMBER = re.compile(rb"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?([0-9]+))?")
-_NUMBER_TAIL = re.compile(rb"[A-Za-z0-9_.]")  # Lua's lexer swallows these into the number, then fails
-_PLAIN = {b'"': re.compile(rb'[^"\\\r\n]*'), b"'": re.compile(rb"[^'\\\r\n]*")}
-_ESCAPE = re.compile(rb"\\(?:([0-9]{1,3})|x([0-9A-Fa-f]{2})|u\{([0-9A-Fa-f]+)\}|(z)[ \t\r\n\v\f]*"
-                     rb"|(\r\n|\n\r|[\r\n])|([abfnrtv\\\"']))")
-_SIMPLE_ESCAPES = dict(zip(b"abfnrtv\\\"'", b"\a\b\f\n\r\t\v\\\"'"))
-_KEYWORDS = {b"and", b"break", b"do", b"else", b"elseif", b"end", b"false", b"for", b"function", b"if", b"in",
-             b"local", b"nil", b"not", b"or", b"repeat", b"return", b"then", b"true", b"until", b"while"}
-_ABSENT = object()  # what `inf` and `nan` load as: nil
-
-LuaData = Union[dict, str, int, float, bool, None]
-
-
-class LuaDataError(ValueError):
-    """The text is not Lua data as KOReader writes it. ``line`` and ``column`` (in bytes) count from 1."""
-
-    def __init__(self, message: str, line: Optional[int] = None, column: Optional[int] = None):
-        super().__init__(message if line is None else f"{message} at line {line}, column {column}")
-        self.line, self.column = line, column
-
-
-def parse_lua_data(text: Union[str, bytes], max_bytes: int = SIDECAR_MAX_BYTES,
-                   max_depth: int = SIDECAR_MAX_DEPTH) -> LuaData:
-    """The value a sidecar returns, read without running it. Pass the file's bytes; str is UTF-8 encoded."""
-    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
-    if len(data) > max_bytes:
-        raise LuaDataError(f"larger than {max_bytes} bytes")
-    return _Parser(data, max_depth).chunk()
-
-
-def lua_list(table: LuaData) -> list:
-    """The values of a Lua list (a table keyed 1..n) in order. Raises LuaDataError for anything else."""
-    if isinstance(table, dict) and all(i in table for i in range(1, len(table) + 1)):
-        return [table[i] for i in range(1, len(table) + 1)]
-    raise LuaDataError("not a list (a table keyed 1..n)")
-
-
-class _Parser:
-    def __init__(self, data: bytes, max_depth: int):
-        self.data, self.max_depth = data, max_depth
-        self.pos = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # LuaJIT skips a BOM
-
-    def error(self, message: str, pos: Optional[int] = None):
-        pos = self.pos if pos is None else pos
-        line_start = self.data.rfind(b"\n", 0, pos) + 1
-        return LuaDataError(message, self.data.count(b"\n", 0, pos) + 1, pos - line_start + 1)
-
-    def found(self) -> str:
-        return repr(self.data[self.pos : self.pos + 12].decode("utf-8", "replace")) if self.pos < len(self.data) \
-            else "the end"
-
-    def skip(self) -> bytes:
-        """Skip white space and comments; return the next byte (b"" at the end)."""
-        data = self.data
-        while True:
-            self.pos = _SPACE.match(data, self.pos).end()
-            if not data.startswith(b"--", self.pos):
-                return data[self.pos : self.pos + 1]
-            long = _LONG_BRACKET.match(data, self.pos + 2)
-            if long:  # a --[==[ block ]==] comment; searching once keeps this linear
-                end = data.find(b"]" + long.group(1) + b"]", long.end())
-                if end < 0:
-                    raise self.error("unfinished long comment")
-                self.pos = end + len(long.group(1)) + 2
-            else:
-                self.pos = _REST_OF_LINE.match(data, self.pos).end()
-
-    def chunk(self) -> LuaData:
-        name = _NAME.match(self.data, self.pos) if self.skip() else None
-        if not name or name.group() != b"return":
-            raise self.error(f"expected 'return', found {self.found()}")
-        self.pos = name.end()
-        value = self.value(0)
-        if self.skip() == b";":
-            self.pos += 1
-        if self.skip():
-            raise self.error(f"expected the end after the returned value, found {self.found()}")
-        return None if value is _ABSENT else value
-
-    def value(self, depth: int):
-        char = self.skip()
-        if char == b"{":
-            return self.table(depth + 1)
-        if char in _PLAIN:
-            return self.string(char)
-        if _LONG_BRACKET.match(self.data, self.pos):
-            raise self.error("long strings are not data KOReader writes")
-        number = _NUMBER.match(self.data, self.pos)
-        if number:
-            return self.number(number)
-        name = _NAME.match(self.data, self.pos)
-        if not name:  # -inf and -nan too: in Lua, arithmetic on a nil global fails the whole file
-            raise self.error(f"expected a value, found {self.found()}")
-        word = name.group()
-        if word in (b"inf", b"nan", b"true", b"false"):
-            self.pos = name.end()
-            return _ABSENT if word in (b"inf", b"nan") else word == b"true"
-        raise self.error(f"the name {word.decode()!r} is Lua code, not data")
-
-    def number(self, match) -> Union[int, float]:
-        if _NUMBER_TAIL.match(self.data, match.end()):
-            raise self.error("malformed number (hex, suffixes and names are not data)")
-        exponent = (match.group(1) or b"").lstrip(b"0")
-        if len(exponent) > 7 or int(exponent or b"0") >= 1 << 20:  # LuaJIT's limit (STRSCAN_MAXEXP)
-            raise self.error("malformed number (exponent too large)")
-        self.pos = match.end()
-        value = float(match.group())
-        # Lua numbers are doubles; integral ones read better as int, but int cannot hold -0.0.
-        return int(value) if value.is_integer() and (value or math.copysign(1.0, value) > 0) else value
-
-    def string(self, quote: bytes) -> str:
-        start, parts, plain = self.pos, [], _PLAIN[quote]
-        self.pos += 1
-        while True:
-            run = plain.match(self.data, self.pos)
-            parts.append(run.group())
-            self.pos = run.end()
-            char = self.data[self.pos : self.pos + 1]
-            if char == quote:
-                self.pos += 1
-                return b"".join(parts).decode("utf-8", errors="replace")
-            if char != b"\\":
-                raise self.error("unfinished string (a line break needs a backslash)" if char else
-                                 "unfinished string", self.pos if char else start)
-            parts.append(self.escape())
-
-    def escape(self) -> bytes:
-        match = _ESCAPE.match(self.data, self.pos)
-        if not match:
-            raise self.error("invalid escape sequence")
-        self.pos = match.end()
-        decimal, hexadecimal, code_point, skip_space, newline, simple = match.groups()
-        if decimal:
-            if int(decimal) > 255:
-                raise self.error("escape sequence too large", match.start())
-            return bytes([int(decimal)])
-        if hexadecimal:
-            return bytes([int(hexadecimal, 16)])
-        if code_point:
-            code = int(code_point, 16)
-            if code >= 0x110000 or 0xD800 <= code < 0xE000:  # as LuaJIT: no surrogates, nothing past Unicode
-                raise self.error("invalid \\u escape", match.start())
-            return chr(code).encode()
-        return b"" if skip_space else b"\n" if newline else bytes([_SIMPLE_ESCAPES[simple[0]]])
-
-    def table(self, depth: int) -> dict:
-        if depth > self.max_depth:
-            raise self.error(f"tables nested deeper than {self.max_depth}")
-        self.pos += 1
-        table, assigned, position = {}, set(), 0
-        while (char := self.skip()) != b"}":
-            if not char:
-                raise self.error("unfinished table (the text ends inside it)")
-            start = self.pos
-            name = _NAME.match(self.data, self.pos)
-            if char == b"[" and not _LONG_BRACKET.match(self.data, self.pos):
-                self.pos += 1
-                key = self.value(depth)
-                if key is _ABSENT or isinstance(key, (bool, dict)):
-                    raise self.error("a table key must be a string or a number", start)
-                self.expect(b"]")
-                self.expect(b"=")
-            elif name and name.group() not in _KEYWORDS and self.skip_to(name.end()) == b"=" \
-                    and not self.data.startswith(b"==", self.pos):
-                key = name.group().decode()
-                self.pos += 1
-            else:
-                self.pos = start
-                position += 1
-                key = position
-            if key in assigned:
-                raise self.error(f"the key {key!r} is set twice", start)
-            assigned.add(key)
-            value = self.value(depth)
-            if value is not _ABSENT:
-                table[key] = value
-            if self.skip() in (b",", b";"):
-                self.pos += 1
-            elif self.skip() != b"}":
-                raise self.error(f"expected ',' or '}}' after a table entry, found {self.found()}")
-        self.pos += 1
-        return table
-
-    def skip_to(self, pos: int) -> bytes:
-        self.pos = pos
-        return self.skip()
-
-    def expect(self, char: bytes):
-        if self.skip() != char:
-            raise self.error(f"expected {char.decode()!r}, found {self.found()}")
-        self.pos += 1
-
-
-@dataclass(frozen=True)
-class SidecarFile:
-    """One book's sidecar as read from the folder: where, its content digest, mtime and parsed data."""
-
-    path: str  # relative to the sidecar folder
-    content_hash: str
-    modified_at: float
-    data: dict
-
-
-def find_sidecars(root: Path) -> tuple[list[SidecarFile], Counter]:
-    """Every readable sidecar below ``root`` (``*.sdr/metadata.*.lua``), falling back to its ``.old``
-    backup when the main file is missing, empty or broken. Only reads; skipped files are counted."""
-    sidecar_log = component_logger("EXTRACT")
-    primaries = {path for path in root.rglob("metadata.*.lua") if path.parent.name.endswith(".sdr")}
-    primaries |= {path.with_suffix("") for path in root.rglob("metadata.*.lua.old")
-                  if path.parent.name.endswith(".sdr")}
-    found, skipped = [], Counter()
-    for primary in sorted(primaries):
-        sidecar, problem = None, None
-        for candidate in (primary, Path(f"{primary}.old")):
-            try:
-                content = candidate.read_bytes()
-                data = parse_lua_data(content)
-            except FileNotFoundError:
-                continue
-            except (OSError, LuaDataError) as exc:
-                problem = problem or f"{candidate}: {exc}"
-                continue
-            if isinstance(data, dict) and data:
-                sidecar = SidecarFile(str(primary.relative_to(root)), hashlib.sha1(content).hexdigest(),
-                                      candidate.stat().st_mtime, data)
-                break
-            problem = problem or f"{candidate}: holds no table"
-        if sidecar is None:
-            skipped["does not parse"] += 1
-            sidecar_log.warning("skipped the sidecar %s", problem or primary)
-            continue
-        if problem:
-            skipped["read from the .old backup"] += 1
-            sidecar_log.warning("skipped the sidecar %s; read its .old backup instead", problem)
-        found.append(sidecar)
-    return found, skipped
-
-
-# --------------------------------------------------------------------------------------
-# Extract: a Calibre library (metadata.db, as Calibre-Web-Automated keeps it), read from a snapshot
-# --------------------------------------------------------------------------------------
-
-CALIBRE_UNKNOWN_DATE = "0101-01-01"  # calibre's "undefined date"
-# Offsets of KOReader's partial md5: 1 KiB samples at 1024 << 2i for i = -1..10 (i = -1 wraps to 0).
-PARTIAL_MD5_OFFSETS = (0,) + tuple(1024 << (2 * i) for i in range(11))
-
-
-@dataclass(frozen=True)
-class CalibreBook:
-    """One book of the library, with what the warehouse keeps of it."""
-
-    calibre_id: int
-    uuid: Optional[str]
-    title: str
-    authors: tuple[str, ...]
-    publisher: Optional[str]
-    published_on: Optional[str]
-    series: Optional[str]
-    series_index: Optional[float]
-    languages: tuple[str, ...]
-    rating: Optional[int]  # stars, 1-5
-    tags: tuple[str, ...]
-    identifiers: tuple[tuple[str, str], ...]
-    formats: tuple[tuple[str, str], ...]  # (format, file path relative to the library)
-    ko_md5: Optional[str]
-    ko_status: Optional[str]
-
-
-@dataclass(frozen=True)
-class CalibreLibrary:
-    """A library as read at one moment: its books, CWA's checksums, and a digest of it all."""
-
-    books: dict[int, CalibreBook]
-    cwa_checksums: tuple[tuple[int, str], ...]  # (calibre id, KOReader md5)
-    fingerprint: str
-
-
-def koreader_partial_md5(path: Path) -> Optional[str]:
-    """KOReader's partial md5 of a file (its statistics' book.md5), or None when it cannot be read."""
-    digest = hashlib.md5()
-    try:
-        with path.open("rb") as handle:
-            for offset in PARTIAL_MD5_OFFSETS:
-                handle.seek(offset)
-                sample = handle.read(1024)
-                if not sample:
-                    break
-                digest.update(sample)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
-CALIBRE_QUERIES = {
-    "authors": "SELECT l.book, a.name FROM books_authors_link l JOIN authors a ON a.id = l.author"
-               " ORDER BY l.book, l.id",
-    "publishers": "SELECT l.book, p.name FROM books_publishers_link l JOIN publishers p ON p.id = l.publisher",
-    "series": "SELECT l.book, s.name FROM books_series_link l JOIN series s ON s.id = l.series",
-    "tags": "SELECT l.book, t.name FROM books_tags_link l JOIN tags t ON t.id = l.tag ORDER BY l.book, t.name",
-    "identifiers": "SELECT book, lower(type), val FROM identifiers ORDER BY book, type",
-    "languages": "SELECT l.book, g.lang_code FROM books_languages_link l JOIN languages g ON g.id = l.lang_code"
-                 " ORDER BY l.book, l.item_order, l.id",
-    "ratings": "SELECT l.book, r.rating FROM books_ratings_link l JOIN ratings r ON r.id = l.rating",
-    "formats": "SELECT book, format, name FROM data ORDER BY book, format",
-}
-
-
-def custom_column_values(conn: sqlite3.Connection, label: str) -> dict[int, object]:
-    """calibre id -> value of the custom column ``#label`` (the KOReader plugin's), when the library has it."""
-    row = conn.execute("SELECT id, normalized FROM custom_columns WHERE label = ? AND mark_for_delete = 0",
-                       (label,)).fetchone()
-    if row is None:
-        return {}
-    number, normalized = row
-    query = (f"SELECT l.book, v.value FROM books_custom_column_{number}_link l JOIN custom_column_{number} v"
-             f" ON v.id = l.value" if normalized else f"SELECT book, value FROM custom_column_{number}")
-    return dict(conn.execute(query).fetchall())
-
-
-def extract_calibre_library(library: Path, workdir: Path) -> CalibreLibrary:
-    """Read the library's metadata from a checked snapshot; only tables, so no calibre function is needed."""
-    conn = sqlite3.connect(copy_snapshot(library / "metadata.db", workdir, name="calibre-metadata.db"))
-    try:
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {check}")
-        parts = {name: conn.execute(query).fetchall() for name, query in CALIBRE_QUERIES.items()}
-        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        cwa = conn.execute("SELECT book, lower(checksum) FROM book_format_checksums ORDER BY book, checksum"
-                           ).fetchall() if "book_format_checksums" in tables else []
-        ko_md5, ko_status = custom_column_values(conn, "ko_md5"), custom_column_values(conn, "ko_status")
-        rows = conn.execute("SELECT id, uuid, title, pubdate, series_index, path, last_modified FROM books"
-                            " ORDER BY id").fetchall()
-    finally:
-        conn.close()
-    return transform_calibre_library(rows, parts, cwa, ko_md5, ko_status)
-
-
-# --------------------------------------------------------------------------------------
-# Transform: pure functions, no I/O
-# --------------------------------------------------------------------------------------
-
-EMPTY_FILE_MD5 = "d41d8cd98f00b204e9800998ecf8427e"
-MD5_PATTERN = re.compile(r"[0-9a-f]{32}")
-
-
-@dataclass(frozen=True)
-class Book:
-    """A book as the warehouse knows it, identified by ``book_key`` across runs and devices."""
-
-    book_key: str
-    title: Optional[str]
-    authors: tuple[str, ...]
-    file_hash: Optional[str]
-    series: Optional[str]
-    language: Optional[str]
-    page_count: Optional[int]
-    last_open: Optional[int]
-    notes: Optional[int] = None
-    highlights: Optional[int] = None
-
-    def metadata_hash(self) -> str:
-        """A digest of what the warehouse stores about the book, to notice edits cheaply."""
-        fields = dataclasses.astuple(self)
-        return hashlib.sha1(json.dumps(fields, ensure_ascii=False).encode()).hexdigest()
-
-
-def clean_text(value) -> Optional[str]:
-    """Text as stored in PostgreSQL: trimmed, without NUL characters (PostgreSQL refuses them)."""
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    text = str(value).strip(" \t\r\n\x00").replace("\x00", "")
-    return text or None
-
-
-def clean_optional(value) -> Optional[str]:
-    """KOReader writes 'N/A' for a missing series or language."""
-    text = clean_text(value)
-    return None if text == "N/A" else text
-
-
-def split_authors(value) -> tuple[str, ...]:
-    """KOReader joins several authors with newlines. Never split on commas."""
-    text = clean_text(value)
-    if text is None:
-        return ()
-    names = (clean_text(name) for name in text.split("\n"))
-    return tuple(name for name in names if name and name != "N/A")
-
-
-def normalise_md5(value) -> Optional[str]:
-    """The file hash, or None when it is missing, malformed or the md5 of an empty file."""
-    text = (clean_text(value) or "").lower()
-    if not MD5_PATTERN.fullmatch(text) or text == EMPTY_FILE_MD5:
-        return None
-    return text
-
-
-def make_book_key(file_hash: Optional[str], title: Optional[str], authors: Sequence[str]) -> Optional[str]:
-    """``md5:<hash>``, or a digest of title and authors when there is no usable hash."""
-    if file_hash:
-        return f"md5:{file_hash}"
-    if title:
-        digest = hashlib.sha1("\x1f".join((title,) + tuple(authors)).encode()).hexdigest()
-        return f"title:{digest}"
-    return None
-
-
-def _int_in_range(value, low: int, high: int) -> Optional[int]:
-    """An integer within [low, high], else None (a bad book field is dropped, never fatal)."""
-    if isinstance(value, int) and not isinstance(value, bool) and low <= value <= high:
-        return value
-    return None
 
 
 def transform_book(row: tuple) -> Optional[Book]:
@@ -1266,10 +807,10 @@ def transform_book(row: tuple) -> Optional[Book]:
         file_hash=file_hash,
         series=clean_optional(series),
         language=clean_optional(language),
-        page_count=_int_in_range(pages, 1, MAX_INTEGER),
-        last_open=_int_in_range(last_open, 1, LAST_VALID_EPOCH),
-        notes=_int_in_range(notes, 0, MAX_INTEGER),
-        highlights=_int_in_range(highlights, 0, MAX_INTEGER),
+        page_count=int_in_range(pages, 1, MAX_INTEGER),
+        last_open=int_in_range(last_open, 1, LAST_VALID_EPOCH),
+        notes=int_in_range(notes, 0, MAX_INTEGER),
+        highlights=int_in_range(highlights, 0, MAX_INTEGER),
     )
 
 
@@ -1294,68 +835,6 @@ def transform_books(book_rows: Iterable[tuple]) -> tuple[dict[str, Book], dict[i
     return books, key_of, unusable
 
 
-# Fitting values to the reader's columns (../shared/reader-warehouse-schema.md): VARCHAR lengths raise
-# errors rather than truncate, CHAR(2) takes only an ISO 639-1 code, NUMERIC(5,2) stops at 999.99. The full
-# text stays in the job's own tables; a cut value is counted and logged.
-TITLE_LENGTH = NAME_LENGTH = 255  # books.title, author, series_name, publisher_name; authors.author_name
-DEVICE_LENGTH = 50  # reading_sessions.device
-ISBN_LENGTH = 20
-EDITION_FORMAT_LENGTH = 50
-EDITION_LANGUAGE_LENGTH = 10
-UNTITLED = "(untitled)"  # books.title is NOT NULL; KOReader may know a book only by its md5
-STATS_SOURCE = "statistics.sqlite3"  # device_stats_source, as the reader's mapping documents it
-SERIES_NUMBER_LIMIT = 999.99
-SERIES_WITH_NUMBER = re.compile(r"(.*?)\s*#\s*([0-9]{1,9}(?:\.[0-9]{1,9})?)\s*")
-# ISO 639-2 (bibliographic and terminology) codes and English names of the languages KOReader users read
-# in most, to their ISO 639-1 code; two-letter codes pass as they are.
-LANGUAGE_CODES = {
-    "ara": "ar", "arabic": "ar", "bul": "bg", "bulgarian": "bg", "cat": "ca", "catalan": "ca", "ces": "cs",
-    "cze": "cs", "czech": "cs", "chi": "zh", "zho": "zh", "chinese": "zh", "dan": "da", "danish": "da",
-    "deu": "de", "ger": "de", "german": "de", "deutsch": "de", "dut": "nl", "nld": "nl", "dutch": "nl",
-    "ell": "el", "gre": "el", "greek": "el", "eng": "en", "english": "en", "epo": "eo", "esperanto": "eo",
-    "est": "et", "estonian": "et", "fin": "fi", "finnish": "fi", "fra": "fr", "fre": "fr", "french": "fr",
-    "francais": "fr", "français": "fr", "heb": "he", "hebrew": "he", "hin": "hi", "hindi": "hi", "hrv": "hr",
-    "croatian": "hr", "hun": "hu", "hungarian": "hu", "ind": "id", "indonesian": "id", "ita": "it",
-    "italian": "it", "italiano": "it", "jpn": "ja", "japanese": "ja", "kor": "ko", "korean": "ko", "lat": "la",
-    "latin": "la", "lav": "lv", "latvian": "lv", "lit": "lt", "lithuanian": "lt", "nor": "no", "norwegian": "no",
-    "nob": "nb", "nno": "nn", "per": "fa", "fas": "fa", "persian": "fa", "pol": "pl", "polish": "pl",
-    "por": "pt", "portuguese": "pt", "ron": "ro", "rum": "ro", "romanian": "ro", "rus": "ru", "russian": "ru",
-    "slk": "sk", "slo": "sk", "slovak": "sk", "slv": "sl", "slovenian": "sl", "spa": "es", "spanish": "es",
-    "español": "es", "srp": "sr", "serbian": "sr", "swe": "sv", "swedish": "sv", "tha": "th", "thai": "th",
-    "tur": "tr", "turkish": "tr", "ukr": "uk", "ukrainian": "uk", "vie": "vi", "vietnamese": "vi",
-}
-
-
-def fit_text(value: Optional[str], length: int, cut: Optional[Counter] = None, field: str = "") -> Optional[str]:
-    """``value`` within ``length`` characters (as VARCHAR counts them); a cut is counted in ``cut``."""
-    if value is None or len(value) <= length:
-        return value
-    if cut is not None:
-        cut[field] += 1
-    return value[:length]
-
-
-def iso_language(value: Optional[str]) -> Optional[str]:
-    """KOReader's language ('en', 'en-US', 'eng', 'zh_CN', 'English') as ISO 639-1, or None."""
-    if not value:
-        return None
-    code = re.split(r"[-_ ]", value.strip().lower(), maxsplit=1)[0]
-    if len(code) == 2 and code.isascii() and code.isalpha():
-        return code
-    return LANGUAGE_CODES.get(code)
-
-
-def split_series(series: Optional[str]) -> tuple[Optional[str], Optional[str]]:
-    """KOReader's 'Name #2.5' as (name, number as NUMERIC(5,2) text); a number the column cannot hold is None."""
-    if not series:
-        return None, None
-    found = SERIES_WITH_NUMBER.fullmatch(series)
-    if not found:
-        return series, None
-    number = round(float(found.group(2)) + 1e-9, 2)  # NUMERIC rounds halves away from zero
-    return found.group(1) or None, f"{number:.2f}" if number <= SERIES_NUMBER_LIMIT else None
-
-
 def reader_book_columns(book: Book, cut: Counter) -> dict:
     """The KOReader columns of the reader's books row for ``book``, each fitted to its type, with the full
     values the job keeps in book_keys and its author names (full and fitted) for authors."""
@@ -1376,441 +855,6 @@ def reader_book_columns(book: Book, cut: Counter) -> dict:
         "full_series": book.series,
         "raw_language": book.language,
     }
-
-
-@dataclass(frozen=True)
-class ReaderBook:
-    """A row of the reader's books that no book of the job holds yet: a candidate for a new book."""
-
-    book_id: int
-    title: str
-    first_author: Optional[str]
-    file_hash: Optional[str]
-    isbns: tuple[str, ...]
-
-
-def match_reader_books(new_books: Iterable[Book], rows: Iterable[ReaderBook],
-                       isbns_of_key: dict[str, set[str]]) -> dict[str, tuple[int, str]]:
-    """book_key -> (book_id, rule) of the reader's row each new book is, by the first rule that finds exactly
-    one row no other new book took: the same file hash, an ISBN Calibre gives the book, then the same
-    normalised title and first author (a row the enrichment job created first)."""
-    titles = {row.book_id: row.title for row in rows}
-    by_rule: dict[str, dict] = {"file_hash": {}, "isbn": {}, "author": {}}
-    for row in rows:
-        keys = {"file_hash": [row.file_hash], "isbn": [isbn_key(i) for i in row.isbns],
-                "author": [normalise_author(row.first_author) if row.first_author else None]}
-        for rule, values in keys.items():
-            for value in values:
-                if value:
-                    by_rule[rule].setdefault(value, set()).add(row.book_id)
-    matches: dict[str, tuple[int, str]] = {}
-    for book in sorted(new_books, key=operator.attrgetter("book_key")):
-        first_author = normalise_author(book.authors[0]) if book.authors else ""
-        same_author = by_rule["author"].get(first_author, set()) if first_author and book.title else set()
-        wanted = {"file_hash": by_rule["file_hash"].get(book.file_hash, set()),
-                  "isbn": set().union(*(by_rule["isbn"].get(isbn_key(i), set())
-                                        for i in isbns_of_key.get(book.book_key, ()))),
-                  "title_author": {book_id for book_id in same_author if titles_agree(book.title, titles[book_id])}}
-        taken = {book_id for book_id, _rule in matches.values()}
-        for rule, candidates in wanted.items():
-            found = candidates - taken
-            if len(found) == 1:
-                matches[book.book_key] = (found.pop(), rule)
-                break
-    return matches
-
-
-# Sidecars: what the reader thought of a book. Local times are the device's wall time.
-SIDECAR_DATE = re.compile(r"\d{4}-\d\d-\d\d")
-SIDECAR_DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
-# KOReader's legacy bookmarks put an automatic text where the reader wrote no note.
-LEGACY_AUTO_TEXT = re.compile(r"Page \S+ .* @ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.S)
-
-
-@dataclass(frozen=True)
-class Highlight:
-    """A highlight, a note (a highlight with the reader's note) or a page bookmark, as KOReader tells them apart."""
-
-    kind: str
-    text: Optional[str]
-    note: Optional[str]
-    chapter: Optional[str]
-    page: Optional[int]
-    pageref: Optional[str]
-    pos0: Optional[str]
-    pos1: Optional[str]
-    color: Optional[str]
-    drawer: Optional[str]
-    created_local: Optional[str]
-    updated_local: Optional[str]
-
-
-@dataclass(frozen=True)
-class SidecarBook:
-    """What one sidecar says about its book: identity, the reader's status and rating, and highlights."""
-
-    book: Book
-    paths: tuple[str, ...]
-    content_hashes: tuple[str, ...]
-    status: str
-    status_modified: Optional[str]
-    rating: Optional[int]
-    review: Optional[str]
-    percent_finished: Optional[float]
-    doc_pages: Optional[int]
-    last_opened_at: float
-    identifiers: tuple[tuple[str, str], ...]
-    highlights: tuple[Highlight, ...]
-
-
-def exact_text(value) -> Optional[str]:
-    """The reader's text exactly, spaces and all; PostgreSQL text cannot hold NUL, which becomes U+FFFD."""
-    return value.replace("\x00", "\ufffd") if isinstance(value, str) else None
-
-
-def lua_values(table) -> list:
-    """The values of a Lua list in key order, tolerating gaps (a list KOReader wrote is keyed 1..n)."""
-    if not isinstance(table, dict):
-        return []
-    return [table[key] for key in sorted(key for key in table if isinstance(key, int))]
-
-
-def local_datetime(value) -> Optional[str]:
-    """A sidecar's ``YYYY-MM-DD HH:MM:SS``, when it is one."""
-    if not (isinstance(value, str) and SIDECAR_DATETIME.fullmatch(value)):
-        return None
-    try:
-        datetime.datetime.strptime(value, "%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return None
-    return value
-
-
-def local_date(value) -> Optional[str]:
-    """A sidecar's ``YYYY-MM-DD``, when it is a real date."""
-    if not (isinstance(value, str) and SIDECAR_DATE.fullmatch(value)):
-        return None
-    try:
-        datetime.date.fromisoformat(value)
-    except ValueError:
-        return None
-    return value
-
-
-def position_text(value) -> Optional[str]:
-    """An xpointer as it is; a PDF position (a page number or a table) as JSON."""
-    if isinstance(value, str):
-        return exact_text(value)
-    if value is None or isinstance(value, bool):
-        return None
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def page_number(value) -> Optional[int]:
-    return _int_in_range(value, 0, MAX_INTEGER)
-
-
-def annotation_highlight(item: dict) -> Highlight:
-    """One item of the current ``annotations`` list: no drawer means a page bookmark."""
-    note = exact_text(item.get("note")) or None
-    kind = "bookmark" if not item.get("drawer") else "note" if note else "highlight"
-    return Highlight(
-        kind, exact_text(item.get("text")), note, exact_text(item.get("chapter")),
-        page_number(item.get("pageno")) if "pageno" in item else page_number(item.get("page")),
-        exact_text(item.get("pageref")) if isinstance(item.get("pageref"), str) else None,
-        position_text(item.get("pos0") if "pos0" in item else item.get("page")), position_text(item.get("pos1")),
-        exact_text(item.get("color")), exact_text(item.get("drawer")), local_datetime(item.get("datetime")),
-        local_datetime(item.get("datetime_updated")),
-    )
-
-
-def legacy_note(bookmark: Optional[dict], quote: Optional[str]) -> Optional[str]:
-    """The reader's note in a legacy bookmark (its ``text``), unless KOReader filled it in itself."""
-    text = exact_text((bookmark or {}).get("text"))
-    if not text or not text.strip() or text == quote or LEGACY_AUTO_TEXT.fullmatch(text):
-        return None
-    return text
-
-
-def legacy_highlights(data: dict) -> list[Highlight]:
-    """Files without ``annotations``: ``highlight`` (page -> items) joined to ``bookmarks`` by datetime,
-    where a bookmark's ``notes`` is the quote and its ``text`` the note; the rest are page bookmarks."""
-    bookmarks = [mark for mark in lua_values(data.get("bookmarks")) if isinstance(mark, dict)]
-    by_time = {mark.get("datetime"): mark for mark in bookmarks if mark.get("datetime")}
-    highlights, joined = [], set()
-    pages = data.get("highlight") if isinstance(data.get("highlight"), dict) else {}
-    for page in sorted(pages, key=lambda key: (not isinstance(key, int), str(key))):
-        for item in (entry for entry in lua_values(pages[page]) if isinstance(entry, dict)):
-            when = item.get("datetime")
-            joined.add(when)
-            quote = exact_text(item.get("text"))
-            note = legacy_note(by_time.get(when), quote)
-            highlights.append(Highlight(
-                "note" if note else "highlight", quote, note, exact_text(item.get("chapter")),
-                page_number(page), None, position_text(item.get("pos0")), position_text(item.get("pos1")),
-                exact_text(item.get("color")), exact_text(item.get("drawer")), local_datetime(when), None,
-            ))
-    for mark in bookmarks:
-        if mark.get("datetime") in joined or mark.get("highlighted"):
-            continue
-        highlights.append(Highlight(
-            "bookmark", exact_text(mark.get("notes")), legacy_note(mark, exact_text(mark.get("notes"))),
-            exact_text(mark.get("chapter")), page_number(mark.get("page")), None, position_text(mark.get("pos0")),
-            None, None, None, local_datetime(mark.get("datetime")), None,
-        ))
-    return highlights
-
-
-def parse_identifier(text: str) -> tuple[str, str]:
-    """(scheme, value) of ``scheme:value``; ``urn:uuid:…`` and ``urn:isbn:…`` count as uuid and isbn."""
-    text = text.strip()
-    if text.lower().startswith("urn:"):
-        text = text[4:]
-    scheme, _sep, value = text.partition(":")
-    return scheme.strip().lower(), value.strip()
-
-
-def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
-    """A sidecar as the warehouse stores it, or None when it names no usable md5 (it matches no book)."""
-    data = sidecar.data
-    stats = data.get("stats") if isinstance(data.get("stats"), dict) else {}
-    file_hash = normalise_md5(data.get("partial_md5_checksum") or stats.get("md5"))
-    if file_hash is None:
-        return None
-    props = data.get("doc_props") if isinstance(data.get("doc_props"), dict) else {}
-    summary = data.get("summary") if isinstance(data.get("summary"), dict) else {}
-    title = clean_text(props.get("title") if isinstance(props.get("title"), str) else stats.get("title"))
-    authors = split_authors(props.get("authors") if isinstance(props.get("authors"), str) else stats.get("authors"))
-    book = Book(make_book_key(file_hash, title, authors), title, authors, file_hash,
-                clean_optional(props.get("series")) if isinstance(props.get("series"), str) else None,
-                clean_optional(props.get("language")) if isinstance(props.get("language"), str) else None,
-                _int_in_range(data.get("doc_pages"), 1, MAX_INTEGER), None)
-    identifiers = props.get("identifiers") if isinstance(props.get("identifiers"), str) else ""
-    schemes = tuple(sorted({(exact_text(scheme), exact_text(value)) for scheme, value in
-                            map(parse_identifier, identifiers.splitlines()) if scheme and value}))
-    annotations = data.get("annotations")
-    highlights = ([annotation_highlight(item) for item in lua_values(annotations) if isinstance(item, dict)]
-                  if isinstance(annotations, dict) else legacy_highlights(data))
-    status = summary.get("status")
-    percent = data.get("percent_finished")
-    return SidecarBook(
-        book=book, paths=(sidecar.path,), content_hashes=(sidecar.content_hash,),
-        status=exact_text(status) if isinstance(status, str) and status else "reading",
-        status_modified=local_date(summary.get("modified")),
-        rating=_int_in_range(summary.get("rating"), 1, 5), review=exact_text(summary.get("note")) or None,
-        percent_finished=float(percent) if isinstance(percent, (int, float)) and not isinstance(percent, bool)
-        and 0 <= percent <= 1 else None,
-        doc_pages=book.page_count, last_opened_at=sidecar.modified_at, identifiers=schemes,
-        highlights=tuple(highlights),
-    )
-
-
-def transform_sidecars(sidecars: Iterable[SidecarFile]) -> tuple[dict[str, SidecarBook], Counter]:
-    """One sidecar per book: of several (storage modes, or devices' folders) the most recently modified
-    wins, as in KOReader; every file of the book stays in its fingerprint. Also counts the skipped ones."""
-    by_key: dict[str, list[tuple[SidecarFile, SidecarBook]]] = {}
-    skipped: Counter = Counter()
-    for sidecar in sidecars:
-        book = transform_sidecar(sidecar)
-        if book is None:
-            skipped["no usable md5"] += 1
-            continue
-        by_key.setdefault(book.book.book_key, []).append((sidecar, book))
-    chosen = {}
-    for key, candidates in by_key.items():
-        candidates.sort(key=lambda pair: (pair[0].modified_at, pair[0].path))
-        files = sorted(candidates, key=lambda pair: pair[0].path)
-        chosen[key] = dataclasses.replace(
-            candidates[-1][1], paths=tuple(f.path for f, _b in files),
-            content_hashes=tuple(f.content_hash for f, _b in files))
-    return chosen, skipped
-
-
-def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, ko_status: dict) -> CalibreLibrary:
-    """The library's books as the warehouse keeps them, and a digest of everything read."""
-    grouped: dict[str, dict[int, list]] = {name: {} for name in parts}
-    for name, part_rows in parts.items():
-        for book, *values in part_rows:
-            grouped[name].setdefault(book, []).append(values[0] if len(values) == 1 else tuple(values))
-    books = {}
-    for calibre_id, uuid_text, title, pubdate, series_index, path, _modified in rows:
-        ratings = grouped["ratings"].get(calibre_id, [])
-        stars = _int_in_range(ratings[0], 1, 10) if ratings else None
-        books[calibre_id] = CalibreBook(
-            calibre_id=calibre_id, uuid=clean_text(uuid_text), title=clean_text(title) or "",
-            # calibre stores a comma inside one name as "|"
-            authors=tuple(clean_text(name.replace("|", ",")) or "" for name in grouped["authors"].get(calibre_id, [])),
-            publisher=next(iter(grouped["publishers"].get(calibre_id, [])), None),
-            published_on=calibre_date(pubdate),
-            series=next(iter(grouped["series"].get(calibre_id, [])), None),
-            series_index=float(series_index) if isinstance(series_index, (int, float)) and math.isfinite(series_index)
-            and grouped["series"].get(calibre_id) else None,
-            languages=tuple(grouped["languages"].get(calibre_id, [])),
-            rating=(stars + 1) // 2 if stars else None,
-            tags=tuple(grouped["tags"].get(calibre_id, [])),
-            identifiers=tuple(grouped["identifiers"].get(calibre_id, [])),
-            formats=tuple((fmt, f"{path}/{name}.{str(fmt).lower()}")
-                          for fmt, name in grouped["formats"].get(calibre_id, [])),
-            ko_md5=normalise_md5(ko_md5.get(calibre_id)), ko_status=clean_text(ko_status.get(calibre_id)),
-        )
-    fingerprint = hashlib.sha1(json.dumps([rows, parts, cwa, sorted(ko_md5.items()), sorted(
-        (k, str(v)) for k, v in ko_status.items())], default=str).encode()).hexdigest()
-    return CalibreLibrary(books, tuple((book, md5) for book, md5 in cwa if normalise_md5(md5)), fingerprint)
-
-
-def calibre_date(value) -> Optional[str]:
-    """A calibre date (UTC text) as YYYY-MM-DD; None for calibre's undefined date or anything else."""
-    text = value if isinstance(value, str) else ""
-    if not SIDECAR_DATE.match(text) or text.startswith(CALIBRE_UNKNOWN_DATE):
-        return None
-    return local_date(text[:10])
-
-
-# Matching a warehouse book to a Calibre book: comparable titles and author names.
-SAME_CHARACTERS = str.maketrans({
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2015": "-", "\u2212": "-",
-})
-LATIN_ACCENTS = re.compile("[\u0300-\u036f]")  # not every combining mark: kana voicing marks carry meaning
-TRAILING_BRACKETS = re.compile(r"\s*[(\[{][^()\[\]{}]*[)\]}]\s*$")
-LEADING_ARTICLE = re.compile(r"^(the|a|an) ")
-SUBTITLE = re.compile(r"\s*:\s*|\s+-\s+")
-NAME_SUFFIX = re.compile(r"(jr|sr|ii|iii|iv)\.?", re.IGNORECASE)
-MATCH_RULES = ("cwa_checksum", "ko_md5_column", "file_md5", "identifier", "title_author")
-
-
-def normalise_text(text: str) -> str:
-    """NFKC, one kind of quote and dash, ``&`` as "and", case-folded, Latin accents and punctuation dropped."""
-    text = unicodedata.normalize("NFKC", text).translate(SAME_CHARACTERS).replace("&", " and ")
-    text = LATIN_ACCENTS.sub("", unicodedata.normalize("NFKD", text.casefold()))
-    text = unicodedata.normalize("NFC", text).replace("'", "")  # "Alice's" -> "alices"
-    return " ".join(re.sub(r"[\W_]+", " ", text).split())
-
-
-def title_forms(text: str) -> tuple[str, str]:
-    """(full title, main title before ``:`` or `` - ``), normalised, without a series or edition suffix in
-    brackets ("Guards! Guards! (Discworld, #8)") or a leading English article."""
-    text = text.translate(SAME_CHARACTERS).strip()
-    while True:
-        suffix = TRAILING_BRACKETS.search(text)
-        if not suffix or suffix.start() == 0:
-            break
-        text = text[:suffix.start()]
-    full, main = (LEADING_ARTICLE.sub("", normalise_text(part)) for part in (text, SUBTITLE.split(text, 1)[0]))
-    return full, main
-
-
-def titles_agree(one: str, other: str) -> bool:
-    """The same full title, or one is the other's main title; two different subtitles do not agree."""
-    full_one, main_one = title_forms(one)
-    full_other, main_other = title_forms(other)
-    return bool(full_one) and (full_one in (full_other, main_other) or main_one == full_other)
-
-
-def normalise_author(name: str) -> str:
-    """A comparable author name: calibre's "Le Guin, Ursula K." equals KOReader's "Ursula K. Le Guin"."""
-    name = name.replace("|", ",").strip()
-    if name.count(",") == 1:
-        last, first = (part.strip() for part in name.split(","))
-        if first and last and not NAME_SUFFIX.fullmatch(first):
-            name = f"{first} {last}"
-    return normalise_text(name)
-
-
-def isbn_digits(value: str) -> str:
-    """An ISBN as written, without hyphens, spaces or anything but its digits and check character."""
-    return re.sub(r"[^0-9X]", "", value.upper())
-
-
-def isbn_key(value: str) -> Optional[str]:
-    """The digits of an ISBN; a valid ISBN-10 as its ISBN-13, so both forms meet."""
-    digits = isbn_digits(value)
-    checksum = sum((10 - i) * (10 if d == "X" else int(d)) for i, d in enumerate(digits)) if len(digits) == 10 else 1
-    if digits[:9].isdigit() and checksum % 11 == 0:
-        body = "978" + digits[:9]
-        return body + str(-sum(int(d) * (3 if i % 2 else 1) for i, d in enumerate(body)) % 10)
-    return digits or None
-
-
-def isbn_columns(value: str) -> tuple[Optional[str], Optional[str]]:
-    """An ISBN as the reader's books.isbn_13 and isbn_10 hold it: digits only, each form where it has one."""
-    digits = isbn_digits(value)
-    isbn_13 = isbn_key(value)
-    return (isbn_13 if isbn_13 and len(isbn_13) == 13 and isbn_13.isdigit() else None,
-            digits if len(digits) == 10 and isbn_13 != digits else None)
-
-
-def identifier_key(scheme: str, value: str) -> Optional[tuple[str, str]]:
-    """A key that two spellings of one identifier share (ISBN-10 and -13, case)."""
-    if scheme == "calibre":  # a calibre id holds only in the library that wrote it
-        return None
-    if scheme == "isbn":
-        isbn = isbn_key(value)
-        return ("isbn", isbn) if isbn else None
-    return (scheme, value.strip().lower())
-
-
-@dataclass(frozen=True)
-class WarehouseBook:
-    """A warehouse book as the matcher sees it, with the identifiers its sidecars hold."""
-
-    book_id: int
-    title: Optional[str]
-    authors: tuple[str, ...]
-    file_hash: Optional[str]
-    identifiers: tuple[str, ...]  # "scheme:value"
-
-
-def match_calibre_books(books: Iterable[WarehouseBook], library: CalibreLibrary,
-                        file_md5s: dict[int, set[str]]) -> dict[int, tuple[int, str]]:
-    """book_id -> (calibre id, rule), by the first rule that finds exactly one Calibre book.
-
-    Rules, in order: an md5 the library holds (CWA's checksums, then a #ko_md5 column), the partial md5 of
-    a format file on disk, the sidecar's identifiers (uuid first, then isbn and others), then title and
-    authors. A rule that finds several books decides nothing but narrows the candidates of the next, so a
-    weaker rule never picks a book a stronger one ruled out; a book no rule decides stays unmatched.
-    """
-    def index(pairs) -> dict:
-        found: dict = {}
-        for key, calibre_id in pairs:
-            if key:
-                found.setdefault(key, set()).add(calibre_id)
-        return found
-
-    by_md5 = {
-        "cwa_checksum": index((md5, calibre_id) for calibre_id, md5 in library.cwa_checksums),
-        "ko_md5_column": index((book.ko_md5, book.calibre_id) for book in library.books.values()),
-        "file_md5": index((md5, calibre_id) for calibre_id, md5s in file_md5s.items() for md5 in md5s),
-    }
-    by_uuid = index(((book.uuid or "").lower(), book.calibre_id) for book in library.books.values())
-    by_identifier = index((identifier_key(scheme, value), book.calibre_id)
-                          for book in library.books.values() for scheme, value in book.identifiers)
-    by_authors = index((frozenset(normalise_author(a) for a in book.authors) - {""}, book.calibre_id)
-                       for book in library.books.values())
-
-    def hits(rule: str, book: WarehouseBook) -> set:
-        if rule in by_md5:
-            return by_md5[rule].get(book.file_hash, set()) if book.file_hash else set()
-        pairs = [parse_identifier(text) for text in book.identifiers]
-        if rule == "identifier":
-            uuids = set().union(*(by_uuid.get(value.lower(), set()) for scheme, value in pairs if scheme == "uuid"))
-            return uuids or set().union(*(by_identifier.get(identifier_key(s, v), set()) for s, v in pairs
-                                          if s != "uuid"))
-        authors = frozenset(normalise_author(a) for a in book.authors) - {""}
-        return {calibre_id for calibre_id in by_authors.get(authors, ()) if book.title and authors
-                and titles_agree(book.title, library.books[calibre_id].title)}
-
-    matches = {}
-    for book in books:
-        candidates: Optional[set] = None
-        for rule in MATCH_RULES:
-            found = hits(rule, book) if candidates is None else hits(rule, book) & candidates
-            if len(found) == 1:
-                matches[book.book_id] = (found.pop(), rule)
-                break
-            candidates = found or candidates
-    return matches
 
 
 @dataclass(frozen=True)
@@ -1866,808 +910,10 @@ def changed_book_keys(file_prints: dict[str, Fingerprint], stored_prints: dict[s
     return sorted(key for key, fingerprint in file_prints.items() if stored_prints.get(key) != fingerprint)
 
 
-@dataclass(frozen=True)
-class Session:
-    """A reading session of one book: page rows with pauses of at most the gap between them."""
-
-    start_time: int
-    end_time: int
-    duration_seconds: int
-    pages_read: int
-    start_page: int
-    end_page: int
-    total_pages: int
-
-    @property
-    def duration_minutes(self) -> int:
-        """Rounded to the nearest minute, halves up, and at least 1: the reader's column requires it
-        (CHECK duration_minutes > 0); the exact time is duration_seconds."""
-        return max(1, (self.duration_seconds + 30) // 60)
-
-
-START_THEN_PAGE = operator.itemgetter(1, 0)
-
-
-def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Session]:
-    """Group one book's page rows (page, start_time, duration, total_pages) into sessions.
-
-    Rows are taken in (start_time, page) order. A row continues the current session
-    when it starts at most ``gap_seconds`` after the previous rows ended; otherwise it
-    opens a new one. "Ended" is the latest start_time + duration so far, which is the
-    previous row's end whenever rows do not overlap, and keeps sessions from
-    overlapping when merged devices' rows do.
-    """
-    sessions: list[Session] = []
-    pages: set[int] = set()  # the open session's pages; empty while none is open
-    first_start = first_page = top_page = latest_end = seconds = last_total = 0
-    for page, start, duration, total in sorted(page_rows, key=START_THEN_PAGE):
-        if pages and start - latest_end > gap_seconds:
-            sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
-            pages = set()
-        if not pages:
-            first_start, first_page, top_page, latest_end, seconds = start, page, page, start, 0
-        seconds += duration
-        pages.add(page)
-        if page > top_page:
-            top_page = page
-        if start + duration > latest_end:
-            latest_end = start + duration
-        last_total = total
-    if pages:
-        sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
-    return sessions
-
-
-def starts_near_beginning(session: Session) -> bool:
-    """start_page / total_pages <= 10%, in exact integer arithmetic."""
-    return session.total_pages > 0 and 10 * session.start_page <= session.total_pages
-
-
-def reaches_end(session: Session) -> bool:
-    """end_page / total_pages >= 90%, in exact integer arithmetic."""
-    return session.total_pages > 0 and 10 * session.end_page >= 9 * session.total_pages
-
-
-def number_reads(sessions: Sequence[Session]) -> list[int]:
-    """The read number of each session of one book, in time order.
-
-    A new read begins with a session that starts within the first 10% of the book,
-    after an earlier session of the current read reached 90% or more.
-    """
-    numbers = []
-    read, finished = 1, False
-    for session in sessions:
-        if finished and starts_near_beginning(session):
-            read, finished = read + 1, False
-        numbers.append(read)
-        finished = finished or reaches_end(session)
-    return numbers
-
-
 # --------------------------------------------------------------------------------------
 # Load: PostgreSQL, one transaction per run, a constant number of round trips
 # --------------------------------------------------------------------------------------
 
-# The reader's warehouse, as their own scripts create it (../shared/reader-warehouse/): created here only
-# where it is missing, so that a fresh database and one the reader initialised hold the same public schema.
-# Nothing here alters an object that exists; a test compares the catalog with the reader's scripts.
-READER_SCHEMA_DDL = """
-CREATE TABLE IF NOT EXISTS public.authors (
-    author_id           serial PRIMARY KEY,
-    author_name         varchar(255) NOT NULL,
-    alternate_names     jsonb DEFAULT '[]',
-    author_slug         varchar(255),
-    author_hardcover_id varchar(100) UNIQUE,
-    book_count          integer,
-    contributions       jsonb DEFAULT '[]',
-    born_year           integer,
-    is_bipoc            boolean DEFAULT false,
-    is_lgbtq            boolean DEFAULT false,
-    identifiers         jsonb DEFAULT '{}',
-    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
-    updated_at          timestamp DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX IF NOT EXISTS idx_authors_hardcover_id ON public.authors (author_hardcover_id);
-CREATE INDEX IF NOT EXISTS idx_authors_name ON public.authors (author_name);
-CREATE INDEX IF NOT EXISTS idx_authors_diversity ON public.authors (is_bipoc, is_lgbtq)
-    WHERE is_bipoc = true OR is_lgbtq = true;
-CREATE TABLE IF NOT EXISTS public.publishers (
-    publisher_id           serial PRIMARY KEY,
-    publisher_name         varchar(255) NOT NULL UNIQUE,
-    alternate_names        text[] DEFAULT '{}',
-    publisher_hardcover_id integer UNIQUE,
-    canonical_hardcover_id integer,
-    parent_id              integer,
-    parent_publisher       varchar(255),
-    country                varchar(100),
-    notes                  text,
-    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
-    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX IF NOT EXISTS idx_publishers_hardcover_id ON public.publishers (publisher_hardcover_id);
-CREATE INDEX IF NOT EXISTS idx_publishers_canonical_id ON public.publishers (canonical_hardcover_id);
-CREATE TABLE IF NOT EXISTS public.books (
-    book_id                serial PRIMARY KEY,
-    title                  varchar(255) NOT NULL,
-    author                 varchar(255),
-    author_id              integer REFERENCES public.authors (author_id) ON DELETE SET NULL,
-    isbn_13                varchar(20),
-    isbn_10                varchar(20),
-    asin                   varchar(20),
-    hardcover_book_id      varchar(100),
-    publisher_id           integer REFERENCES public.publishers (publisher_id) ON DELETE SET NULL,
-    publisher_name         varchar(255),
-    series_name            varchar(255),
-    series_number          numeric(5,2),
-    page_count             integer,
-    audio_seconds          integer,
-    language               char(2) DEFAULT 'en',
-    published_date         date,
-    description            text,
-    hardcover_rating       numeric(3,2),
-    hardcover_rating_count integer,
-    user_rating            numeric(3,2),
-    user_rating_date       timestamp,
-    author_hardcover_id    varchar(100),
-    is_bipoc               boolean DEFAULT false,
-    is_lgbtq               boolean DEFAULT false,
-    author_birth_year      integer,
-    author_books_count     integer,
-    genres                 jsonb DEFAULT '[]',
-    moods                  jsonb DEFAULT '[]',
-    content_warnings       jsonb DEFAULT '[]',
-    cached_tags            jsonb DEFAULT '[]',
-    alternative_titles     jsonb DEFAULT '[]',
-    activities_count       integer,
-    cover_color            jsonb,
-    users_read_count       integer,
-    users_count            integer,
-    file_hash              varchar(32),
-    notes                  integer DEFAULT 0,
-    highlights             integer DEFAULT 0,
-    source                 varchar(50) DEFAULT 'koreader',
-    device_stats_source    varchar(100),
-    cover_url              text,
-    user_owns_ebook        boolean DEFAULT false,
-    user_owns_audiobook    boolean DEFAULT false,
-    user_owns_physical     boolean DEFAULT false,
-    user_reading_status    varchar(50),
-    user_added_date        timestamp,
-    media_types_owned      text[] DEFAULT '{"ebook"}',
-    owned_physical_formats text[] DEFAULT '{}',
-    owned_special_editions text[] DEFAULT '{}',
-    read_count             integer DEFAULT 1,
-    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
-    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX IF NOT EXISTS idx_books_isbn_13 ON public.books (isbn_13);
-CREATE INDEX IF NOT EXISTS idx_books_asin ON public.books (asin);
-CREATE INDEX IF NOT EXISTS idx_books_author_id ON public.books (author_id);
-CREATE INDEX IF NOT EXISTS idx_books_hardcover_id ON public.books (hardcover_book_id);
-CREATE INDEX IF NOT EXISTS idx_books_publisher_id ON public.books (publisher_id);
-CREATE INDEX IF NOT EXISTS idx_books_source ON public.books (source);
-CREATE INDEX IF NOT EXISTS idx_books_published_date ON public.books (published_date);
-CREATE INDEX IF NOT EXISTS idx_books_cached_tags ON public.books USING gin (cached_tags);
-CREATE INDEX IF NOT EXISTS idx_books_genres ON public.books USING gin (genres);
-CREATE INDEX IF NOT EXISTS idx_books_moods ON public.books USING gin (moods);
-CREATE INDEX IF NOT EXISTS idx_books_content_warnings ON public.books USING gin (content_warnings);
-CREATE INDEX IF NOT EXISTS idx_books_author_diversity ON public.books (author_id, is_bipoc, is_lgbtq);
-CREATE INDEX IF NOT EXISTS idx_books_user_ownership ON public.books (user_owns_ebook, user_owns_audiobook,
-    user_owns_physical) WHERE user_owns_ebook = true OR user_owns_audiobook = true OR user_owns_physical = true;
-CREATE INDEX IF NOT EXISTS idx_books_reading_status ON public.books (user_reading_status)
-    WHERE user_reading_status IS NOT NULL;
-CREATE TABLE IF NOT EXISTS public.book_editions (
-    edition_id       serial PRIMARY KEY,
-    book_id          integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
-    edition_format   varchar(50),
-    edition_name     varchar(255),
-    publication_year integer,
-    publisher_specific varchar(255),
-    isbn_specific    varchar(20),
-    language         varchar(10),
-    pages            integer,
-    audio_seconds    integer,
-    release_date     date,
-    condition        varchar(50),
-    notes            text,
-    date_acquired    date,
-    display_location varchar(100),
-    created_at       timestamp DEFAULT CURRENT_TIMESTAMP
-);
-CREATE INDEX IF NOT EXISTS idx_book_editions_book_id ON public.book_editions (book_id);
-CREATE INDEX IF NOT EXISTS idx_book_editions_format ON public.book_editions (edition_format);
-CREATE INDEX IF NOT EXISTS idx_book_editions_format_book ON public.book_editions (edition_format, book_id);
-CREATE TABLE IF NOT EXISTS public.reading_sessions (
-    session_id          bigserial PRIMARY KEY,
-    book_id             integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
-    start_time          timestamp NOT NULL,
-    duration_minutes    integer NOT NULL,
-    device              varchar(50) NOT NULL,
-    media_type          varchar(20) DEFAULT 'ebook',
-    pages_read          integer,
-    read_instance_id    uuid DEFAULT gen_random_uuid(),
-    is_parallel_read    boolean DEFAULT false,
-    read_number         integer DEFAULT 1,
-    end_time            timestamp,
-    data_source         varchar(50) DEFAULT 'koreader',
-    device_stats_source varchar(100),
-    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
-    UNIQUE (book_id, start_time, device),
-    CONSTRAINT duration_positive CHECK (duration_minutes > 0),
-    CONSTRAINT valid_start_time CHECK (start_time <= CURRENT_TIMESTAMP)
-);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_id ON public.reading_sessions (book_id);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_start_time ON public.reading_sessions (start_time);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_device ON public.reading_sessions (device);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_media_type ON public.reading_sessions (media_type);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_data_source ON public.reading_sessions (data_source);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_read_instance ON public.reading_sessions (read_instance_id);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_date ON public.reading_sessions (book_id, start_time DESC);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_date_device ON public.reading_sessions (start_time DESC, device);
-CREATE INDEX IF NOT EXISTS idx_reading_sessions_parallel ON public.reading_sessions (is_parallel_read,
-    read_instance_id) WHERE is_parallel_read = true;
-CREATE TABLE IF NOT EXISTS public.sync_status (
-    sync_id               serial PRIMARY KEY,
-    source_name           varchar(50) NOT NULL UNIQUE,
-    last_sync_time        timestamp,
-    last_sync_cursor      varchar(255),
-    records_synced        integer DEFAULT 0,
-    records_created       integer DEFAULT 0,
-    records_updated       integer DEFAULT 0,
-    sync_status           varchar(50) DEFAULT 'pending',
-    error_message         text,
-    sync_duration_seconds integer,
-    next_scheduled_sync   timestamp,
-    sync_mode             varchar(50) DEFAULT 'incremental',
-    created_at            timestamp DEFAULT CURRENT_TIMESTAMP,
-    updated_at            timestamp DEFAULT CURRENT_TIMESTAMP
-);
-DO $reader$
-BEGIN
-    IF to_regclass('public.book_stats') IS NULL THEN
-        CREATE VIEW public.book_stats AS
-        SELECT b.book_id, b.title, b.author,
-               max(rs.start_time) AS last_opened,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_read_time_ebook_minutes,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_read_time_audio_minutes,
-               sum(rs.duration_minutes) AS total_read_time_minutes,
-               sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') AS total_pages_read_ebook,
-               count(*) FILTER (WHERE rs.media_type = 'ebook') AS ebook_session_count,
-               count(*) FILTER (WHERE rs.media_type = 'audiobook') AS audiobook_session_count,
-               count(*) AS total_sessions,
-               count(DISTINCT rs.read_instance_id) AS read_count,
-               CASE WHEN sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') > 0
-                    THEN round(sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook')::numeric
-                               / NULLIF(sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook'), 0), 2)
-               END AS avg_reading_speed_pages_per_minute
-        FROM public.books b LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
-        GROUP BY b.book_id, b.title, b.author;
-    END IF;
-    IF to_regclass('public.reading_timeline') IS NULL THEN
-        CREATE VIEW public.reading_timeline AS
-        SELECT rs.session_id, rs.start_time, rs.end_time, rs.duration_minutes, rs.pages_read, rs.media_type,
-               rs.device, rs.data_source, rs.read_instance_id, rs.is_parallel_read, rs.read_number, b.book_id,
-               b.title, b.author, b.series_name, b.series_number, b.cached_tags, p.publisher_name AS publisher,
-               a.author_name
-        FROM public.reading_sessions rs
-        JOIN public.books b ON rs.book_id = b.book_id
-        LEFT JOIN public.publishers p ON b.publisher_id = p.publisher_id
-        LEFT JOIN public.authors a ON b.author_id = a.author_id
-        ORDER BY rs.start_time DESC;
-    END IF;
-    IF to_regclass('public.publisher_analytics') IS NULL THEN
-        CREATE VIEW public.publisher_analytics AS
-        SELECT p.publisher_id, p.publisher_name, p.parent_id,
-               count(DISTINCT b.book_id) AS books_read,
-               count(DISTINCT rs.session_id) AS total_sessions,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
-               avg(b.hardcover_rating) AS avg_hardcover_rating,
-               avg(b.user_rating) AS avg_user_rating
-        FROM public.publishers p
-        LEFT JOIN public.books b ON p.publisher_id = b.publisher_id
-        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
-        GROUP BY p.publisher_id, p.publisher_name, p.parent_id;
-    END IF;
-    IF to_regclass('public.author_analytics') IS NULL THEN
-        CREATE VIEW public.author_analytics AS
-        SELECT a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq,
-               count(DISTINCT b.book_id) AS books_read,
-               count(DISTINCT rs.session_id) AS total_sessions,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
-               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
-               avg(b.hardcover_rating) AS avg_hardcover_rating,
-               avg(b.user_rating) AS avg_user_rating
-        FROM public.authors a
-        LEFT JOIN public.books b ON a.author_id = b.author_id
-        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
-        GROUP BY a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq;
-    END IF;
-    IF to_regclass('public.tandem_reading_sessions') IS NULL THEN
-        CREATE VIEW public.tandem_reading_sessions AS
-        SELECT read_instance_id, book_id,
-               count(*) AS session_count,
-               count(DISTINCT media_type) AS distinct_media_types,
-               min(start_time) AS instance_start,
-               max(end_time) AS instance_end,
-               string_agg(DISTINCT media_type, ', ' ORDER BY media_type) AS media_types_combined,
-               sum(duration_minutes) AS total_duration_all_formats,
-               extract(epoch FROM (max(end_time) - min(start_time))) / 60 AS overlap_aware_duration_minutes
-        FROM public.reading_sessions
-        WHERE is_parallel_read = true
-        GROUP BY read_instance_id, book_id;
-    END IF;
-    IF to_regprocedure('public.update_modified_column()') IS NULL THEN
-        CREATE FUNCTION public.update_modified_column() RETURNS trigger AS $function$
-BEGIN
-  NEW.updated_at = CURRENT_TIMESTAMP;
-  RETURN NEW;
-END;
-$function$ LANGUAGE plpgsql;
-    END IF;
-""" + "".join(f"""    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'update_{table}_updated_at'
-                   AND tgrelid = 'public.{table}'::regclass) THEN
-        CREATE TRIGGER update_{table}_updated_at BEFORE UPDATE ON public.{table}
-        FOR EACH ROW EXECUTE FUNCTION public.update_modified_column();
-    END IF;
-""" for table in ("authors", "publishers", "books", "sync_status")) + """END
-$reader$;
--- What the job adds to the reader's tables: appended columns only.
-ALTER TABLE public.reading_sessions ADD COLUMN IF NOT EXISTS duration_seconds integer,
-    ADD COLUMN IF NOT EXISTS start_page integer, ADD COLUMN IF NOT EXISTS end_page integer,
-    ADD COLUMN IF NOT EXISTS total_pages integer;
-ALTER TABLE public.book_editions ADD COLUMN IF NOT EXISTS calibre_id integer,
-    ADD COLUMN IF NOT EXISTS calibre_uuid text;
-"""
-
-# The job's own objects, in a schema of their own: what the reader's tables have no place for (page views,
-# devices, KOReader's identity of each book, runs, Calibre, sidecars, highlights) and richer views.
-# Every per-book table refers to book_keys, the job's identity of a reader's book: re-homing a book onto
-# another warehouse row is one UPDATE there (ON UPDATE CASCADE), and a book the reader deletes takes the
-# job's rows of it along.
-SCHEMA_DDL = """
-CREATE SCHEMA IF NOT EXISTS bookhelper;
-CREATE TABLE IF NOT EXISTS bookhelper.schema_meta (
-    key   text PRIMARY KEY,
-    value text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS bookhelper.devices (
-    device_id     integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name          text NOT NULL UNIQUE,
-    timezone      text NOT NULL,
-    clock         text NOT NULL DEFAULT 'utc' CHECK (clock IN ('utc', 'local')),
-    first_seen_at timestamptz NOT NULL DEFAULT now(),
-    last_seen_at  timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS bookhelper.book_keys (
-    book_id       integer PRIMARY KEY REFERENCES public.books ON DELETE CASCADE ON UPDATE CASCADE,
-    book_key      text NOT NULL UNIQUE,
-    created_book  boolean NOT NULL,
-    matched_by    text NOT NULL,
-    title         text,
-    series        text,
-    language      text,
-    last_open_at  timestamptz,
-    metadata_hash text,
-    author_id     integer,
-    loaded_at     timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS bookhelper.author_names (
-    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
-    name      text NOT NULL,
-    created   boolean NOT NULL
-);
--- Unique on a digest: a btree entry cannot hold a name of several kilobytes.
-CREATE UNIQUE INDEX IF NOT EXISTS author_names_name_md5 ON bookhelper.author_names (md5(name));
-CREATE TABLE IF NOT EXISTS bookhelper.book_authors (
-    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
-    position  smallint NOT NULL,
-    PRIMARY KEY (book_id, position)
-);
-CREATE INDEX IF NOT EXISTS book_authors_author ON bookhelper.book_authors (author_id);
--- A Calibre library (current state): the Calibre book each warehouse book is matched to and how,
--- what Calibre says of it, its tags and identifiers; the values the job wrote into the reader's shared
--- columns (so that it only ever replaces its own); and the reader's own corrections of the match.
-CREATE TABLE IF NOT EXISTS bookhelper.calibre_match_overrides (
-    book_id    integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    calibre_id integer,
-    note       text
-);
-CREATE TABLE IF NOT EXISTS bookhelper.book_calibre (
-    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    calibre_id     integer NOT NULL,
-    calibre_uuid   text,
-    match_rule     text NOT NULL,
-    title          text,
-    series         text,
-    series_index   double precision,
-    languages      text[] NOT NULL DEFAULT '{}',
-    rating         smallint CHECK (rating BETWEEN 1 AND 5),
-    status         text,
-    published_on   date,
-    publisher      text,
-    isbn           text
-);
-CREATE TABLE IF NOT EXISTS bookhelper.shared_values (
-    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    isbn_13        text,
-    isbn_10        text,
-    publisher_id   integer,
-    publisher_name text
-);
-CREATE TABLE IF NOT EXISTS bookhelper.created_publishers (
-    publisher_id integer PRIMARY KEY REFERENCES public.publishers ON DELETE CASCADE
-);
-CREATE TABLE IF NOT EXISTS bookhelper.tags (
-    tag_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    name   text NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS tags_name_md5 ON bookhelper.tags (md5(name));
-CREATE TABLE IF NOT EXISTS bookhelper.book_tags (
-    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    tag_id  integer NOT NULL REFERENCES bookhelper.tags,
-    source  text NOT NULL,
-    PRIMARY KEY (book_id, tag_id, source)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.book_identifiers (
-    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    source  text NOT NULL,
-    scheme  text NOT NULL,
-    value   text NOT NULL,
-    PRIMARY KEY (book_id, source, scheme, value)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.page_views (
-    book_id     integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    page        integer NOT NULL,
-    start_epoch bigint NOT NULL,
-    duration    integer NOT NULL,
-    total_pages integer NOT NULL,
-    device_id   integer NOT NULL,
-    PRIMARY KEY (book_id, page, start_epoch)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.device_book_ids (
-    device_id integer NOT NULL REFERENCES bookhelper.devices,
-    id_book   bigint NOT NULL,
-    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    book_key  text NOT NULL,
-    PRIMARY KEY (device_id, id_book)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.device_books (
-    device_id        integer NOT NULL REFERENCES bookhelper.devices,
-    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    row_count        bigint NOT NULL,
-    duration_sum     bigint NOT NULL,
-    last_start_epoch bigint NOT NULL,
-    future_rows      bigint NOT NULL,
-    metadata_hash    text NOT NULL,
-    loaded_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, book_id)
-);
--- KOReader's sidecars (current state per device): the fingerprint of each file, what each says of its
--- book, and its highlights, notes and page bookmarks.
-CREATE TABLE IF NOT EXISTS bookhelper.sidecar_files (
-    device_id    integer NOT NULL REFERENCES bookhelper.devices,
-    sidecar_path text NOT NULL,
-    content_hash text NOT NULL,
-    book_id      integer REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    loaded_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, sidecar_path)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.book_sidecars (
-    device_id        integer NOT NULL REFERENCES bookhelper.devices,
-    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    sidecar_path     text NOT NULL,
-    status           text NOT NULL,
-    status_modified  date,
-    rating           smallint CHECK (rating BETWEEN 1 AND 5),
-    review           text,
-    percent_finished double precision CHECK (percent_finished BETWEEN 0 AND 1),
-    doc_pages        integer,
-    last_opened_at   timestamptz,
-    identifiers      text[] NOT NULL DEFAULT '{}',
-    loaded_at        timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (device_id, book_id)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.highlights (
-    device_id     integer NOT NULL REFERENCES bookhelper.devices,
-    book_id       integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
-    position      integer NOT NULL,
-    kind          text NOT NULL CHECK (kind IN ('highlight', 'note', 'bookmark')),
-    text          text,
-    note          text,
-    chapter       text,
-    page          integer,
-    pageref       text,
-    pos0          text,
-    pos1          text,
-    color         text,
-    drawer        text,
-    created_local timestamp,
-    updated_local timestamp,
-    created_at    timestamptz,
-    updated_at    timestamptz,
-    PRIMARY KEY (device_id, book_id, position)
-);
-CREATE TABLE IF NOT EXISTS bookhelper.etl_runs (
-    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    run_uuid           uuid NOT NULL,
-    started_at         timestamptz NOT NULL,
-    finished_at        timestamptz NOT NULL,
-    status             text NOT NULL,
-    source             text NOT NULL DEFAULT 'koreader',
-    device             text NOT NULL,
-    source_file        text,
-    rows_read          bigint,
-    rows_skipped       bigint,
-    skipped_by_reason  jsonb,
-    books_changed      integer,
-    books_inserted     integer,
-    books_updated      integer,
-    page_rows_sent     bigint,
-    page_rows_inserted bigint,
-    page_rows_updated  bigint,
-    sessions_inserted  integer,
-    sessions_updated   integer,
-    sessions_unchanged integer,
-    sessions_removed   integer,
-    error_message      text,
-    script_version     text NOT NULL,
-    exit_code          integer,
-    source_newest_at   timestamptz,
-    source_modified_at timestamptz,
-    notes              text
-);
-CREATE TABLE IF NOT EXISTS bookhelper.device_sync (
-    source             text NOT NULL,
-    device             text NOT NULL,
-    last_success_at    timestamptz,
-    last_run_at        timestamptz NOT NULL,
-    last_status        text NOT NULL,
-    last_error         text,
-    rows_read          bigint,
-    rows_skipped       bigint,
-    books_changed      integer,
-    sessions_inserted  integer,
-    sessions_updated   integer,
-    sessions_unchanged integer,
-    last_exit_code     integer,
-    source_newest_at   timestamptz,
-    source_modified_at timestamptz,
-    PRIMARY KEY (source, device)
-);
-
--- Exact seconds per book, with what the sidecars and Calibre say of it.
-CREATE OR REPLACE VIEW bookhelper.book_reading AS
-SELECT b.book_id, b.title,
-       (SELECT string_agg(a.name, '; ' ORDER BY ba.position)
-          FROM bookhelper.book_authors ba JOIN bookhelper.author_names a USING (author_id)
-         WHERE ba.book_id = b.book_id) AS authors,
-       b.file_hash, b.page_count,
-       coalesce(k.language, (SELECT c.languages[1] FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id))
-           AS language,
-       coalesce(k.series, (SELECT c.series || coalesce(' #' || trim_scale(c.series_index::numeric)::text, '')
-                           FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS series,
-       count(s.session_id) AS sessions,
-       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
-       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
-       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at,
-       coalesce(max(s.read_number), 0) AS reads,
-       count(DISTINCT s.device) AS devices,
-       coalesce((SELECT bs.status FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
-                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
-                (SELECT c.status FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS status,
-       coalesce((SELECT bs.rating FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
-                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
-                (SELECT c.rating FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS rating,
-       (SELECT count(*) FROM bookhelper.highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark')
-           AS highlights,
-       (SELECT e.publisher_specific FROM public.book_editions e
-        WHERE e.book_id = b.book_id AND e.calibre_id IS NOT NULL AND e.publisher_specific IS NOT NULL
-        ORDER BY e.edition_id LIMIT 1) AS publisher,
-       (SELECT array_agg(DISTINCT g.name ORDER BY g.name) FROM bookhelper.book_tags bt
-        JOIN bookhelper.tags g USING (tag_id) WHERE bt.book_id = b.book_id) AS tags
-FROM public.books b
-JOIN bookhelper.book_keys k USING (book_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = b.book_id AND s.data_source = 'koreader'
-GROUP BY b.book_id, k.book_id;
-
--- One row per finish: every read (read_number) that reached the end, and the sidecar's "complete"
--- status, reconciled: a status set during a read that reached the end is that read's finish, not a
--- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
-CREATE OR REPLACE VIEW bookhelper.finished_books AS
-WITH reads AS (
-    SELECT book_id, read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
-           max(end_time) AT TIME ZONE 'UTC' AS ended_at,
-           bool_or(total_pages > 0 AND 10 * end_page >= 9 * total_pages) AS reached_end,
-           lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
-    FROM public.reading_sessions WHERE data_source = 'koreader'
-    GROUP BY book_id, read_number
-), marked AS (
-    SELECT DISTINCT ON (book_id) book_id, status_modified
-    FROM bookhelper.book_sidecars WHERE status = 'complete'
-    ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
-), finishes AS (
-    SELECT r.book_id, r.read_number, r.ended_at AS finished_at,
-           m.status_modified AS marked_complete_on,
-           CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
-    FROM reads r
-    LEFT JOIN marked m ON m.book_id = r.book_id
-     AND (m.status_modified IS NULL OR m.status_modified >= r.started_at::date)
-     AND (r.next_read_at IS NULL OR m.status_modified < r.next_read_at::date)
-    WHERE r.reached_end
-)
-SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
-       AS finished_on, f.evidence
-FROM finishes f JOIN public.books b USING (book_id)
-UNION ALL
-SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status'
-FROM marked m JOIN public.books b USING (book_id)
-WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
-
--- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
-CREATE OR REPLACE VIEW bookhelper.page_view_times AS
-SELECT p.book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id,
-       CASE WHEN d.clock = 'local'
-            THEN extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE d.timezone)::bigint
-            ELSE p.start_epoch END AS utc_epoch,
-       d.timezone
-FROM bookhelper.page_views p JOIN bookhelper.devices d USING (device_id);
-
-CREATE OR REPLACE VIEW bookhelper.reading_days AS
-SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day,
-       sum(p.duration) AS reading_seconds,
-       round(sum(p.duration) / 60.0, 1) AS reading_minutes,
-       count(DISTINCT p.book_id) AS books,
-       count(*) AS page_views
-FROM bookhelper.page_view_times p
-GROUP BY 1;
-
-CREATE OR REPLACE VIEW bookhelper.reading_streaks AS
-SELECT min(day) AS first_day, max(day) AS last_day, count(*) AS days, sum(reading_seconds) AS reading_seconds
-FROM (SELECT day, reading_seconds, day - (row_number() OVER (ORDER BY day))::integer AS streak
-      FROM bookhelper.reading_days) AS days
-GROUP BY streak;
-
-CREATE OR REPLACE VIEW bookhelper.author_reading AS
-SELECT a.author_id, a.name,
-       count(DISTINCT ba.book_id) AS books,
-       count(s.session_id) AS sessions,
-       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
-       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
-       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
-FROM bookhelper.author_names a
-JOIN bookhelper.book_authors ba USING (author_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = ba.book_id AND s.data_source = 'koreader'
-GROUP BY a.author_id, a.name;
-
-CREATE OR REPLACE VIEW bookhelper.publisher_reading AS
-SELECT pb.publisher AS name,
-       count(DISTINCT pb.book_id) AS books,
-       count(s.session_id) AS sessions,
-       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
-       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours
-FROM (SELECT DISTINCT publisher, book_id FROM bookhelper.book_calibre WHERE publisher IS NOT NULL) pb
-LEFT JOIN public.reading_sessions s ON s.book_id = pb.book_id AND s.data_source = 'koreader'
-GROUP BY pb.publisher;
-
-CREATE OR REPLACE VIEW bookhelper.tag_analytics AS
-SELECT g.tag_id, g.name AS tag,
-       count(DISTINCT bt.book_id) AS books,
-       count(s.session_id) AS sessions,
-       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
-       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
-       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
-       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
-FROM bookhelper.tags g
-JOIN (SELECT DISTINCT tag_id, book_id FROM bookhelper.book_tags) bt USING (tag_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = bt.book_id AND s.data_source = 'koreader'
-GROUP BY g.tag_id;
-"""
-
-# Views a release before this one created in the reader's schema.
-LEGACY_VIEWS = ("public.tag_analytics", "public.finished_books", "public.tandem_reading_sessions",
-                "public.publisher_analytics", "public.author_analytics", "public.reading_streaks",
-                "public.reading_timeline", "public.page_view_times", "public.book_stats")
-# The job's tables of 2.0.0 that keep their name, moved into the job's own schema.
-MOVED_TABLES = ("schema_meta", "devices", "book_authors", "calibre_match_overrides", "book_calibre", "tags",
-                "book_tags", "book_identifiers", "page_views", "device_book_ids", "device_books", "sidecar_files",
-                "book_sidecars", "highlights", "etl_runs")
-# Foreign keys to the job's identity of a book, as CREATE TABLE names them: re-pointed by the 2.0.0 upgrade.
-BOOK_KEY_REFERENCES = ("page_views", "book_authors", "calibre_match_overrides", "book_calibre", "book_tags",
-                       "book_identifiers", "device_book_ids", "device_books", "sidecar_files", "book_sidecars",
-                       "highlights")
-
-# Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
-# schema DDL, inside the run's transaction; none loses history.
-MIGRATIONS = {
-    # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
-    # start_time (rows of local-clock devices were stored converted to UTC: convert them back); every
-    # device sends all its books once more, so that its KOReader book ids get recorded; and all sessions
-    # are derived again under the device-independent rule.
-    1: ("""
-ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
-ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
-ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
-ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
-ALTER TABLE publishers DROP CONSTRAINT IF EXISTS publishers_name_key;
-ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
-ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer,
-    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz,
-    ADD COLUMN IF NOT EXISTS notes text;
-ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_exit_code integer,
-    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
-CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
-SELECT DISTINCT ON (book_id, page, raw_epoch) book_id, page, raw_epoch, duration, total_pages, device_id
-FROM (SELECT p.*, extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)
-                                     AT TIME ZONE 'UTC')::bigint AS raw_epoch
-      FROM page_views p JOIN devices d USING (device_id) WHERE d.clock = 'local') AS converted
-ORDER BY book_id, page, raw_epoch, duration DESC;
-DELETE FROM page_views p USING devices d WHERE d.device_id = p.device_id AND d.clock = 'local';
-INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
-SELECT * FROM raw_local_views
-ON CONFLICT (book_id, page, start_epoch) DO UPDATE
-    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
-DELETE FROM device_books;
-""", ""),
-    # 2.0.0 -> 3: the reader's warehouse is the contract. The job's tables move to schema bookhelper;
-    # its books, authors and sessions move into the reader's tables with the same ids (text cut to the
-    # reader's lengths until each device sends its books again, which the emptied fingerprints make it
-    # do); sessions are derived again into the reader's reading_sessions; Calibre's editions and shared
-    # values are written again on the next run that reads the library.
-    2: ("""
-CREATE SCHEMA IF NOT EXISTS bookhelper;
-""" + "".join(f"ALTER TABLE IF EXISTS public.{table} SET SCHEMA bookhelper;\n" for table in MOVED_TABLES) + """
-ALTER TABLE IF EXISTS public.sync_status RENAME TO device_sync;
-ALTER TABLE IF EXISTS public.device_sync RENAME CONSTRAINT sync_status_pkey TO device_sync_pkey;
-ALTER TABLE IF EXISTS public.device_sync SET SCHEMA bookhelper;
-ALTER TABLE public.books RENAME TO legacy_books;
-ALTER TABLE public.legacy_books SET SCHEMA bookhelper;
-ALTER TABLE public.authors RENAME TO legacy_authors;
-ALTER TABLE public.legacy_authors SET SCHEMA bookhelper;
-ALTER TABLE public.reading_sessions RENAME TO legacy_sessions;
-ALTER TABLE public.legacy_sessions SET SCHEMA bookhelper;
-DROP TABLE IF EXISTS public.book_editions, public.publishers CASCADE;
-ALTER TABLE IF EXISTS bookhelper.book_calibre ADD COLUMN IF NOT EXISTS publisher text,
-    ADD COLUMN IF NOT EXISTS isbn text;
-""", """
-INSERT INTO public.authors (author_id, author_name) SELECT author_id, left(name, 255) FROM bookhelper.legacy_authors;
-SELECT setval(pg_get_serial_sequence('public.authors', 'author_id'), coalesce(max(author_id), 0) + 1, false)
-FROM public.authors;
-INSERT INTO bookhelper.author_names (author_id, name, created) SELECT author_id, name, true
-FROM bookhelper.legacy_authors;
-INSERT INTO public.books (book_id, title, author, author_id, file_hash, page_count, source, device_stats_source)
-SELECT b.book_id, coalesce(left(b.title, 255), %(untitled)s),
-       (SELECT left(a.name, 255) FROM bookhelper.legacy_authors a WHERE a.author_id = b.author_id), b.author_id,
-       b.file_hash, b.page_count, 'koreader', %(stats_source)s
-FROM bookhelper.legacy_books b;
-SELECT setval(pg_get_serial_sequence('public.books', 'book_id'), coalesce(max(book_id), 0) + 1, false)
-FROM public.books;
-INSERT INTO bookhelper.book_keys (book_id, book_key, created_book, matched_by, title, series, language, author_id)
-SELECT book_id, book_key, true, 'created', title, series, language, author_id FROM bookhelper.legacy_books;
-DROP TABLE bookhelper.legacy_sessions, bookhelper.legacy_books, bookhelper.legacy_authors CASCADE;
-DELETE FROM bookhelper.page_views p WHERE NOT EXISTS (SELECT 1 FROM bookhelper.book_keys k WHERE k.book_id = p.book_id);
-""" + "".join(f"ALTER TABLE bookhelper.{table} DROP CONSTRAINT IF EXISTS {table}_book_id_fkey, ADD CONSTRAINT "
-              f"{table}_book_id_fkey FOREIGN KEY (book_id) REFERENCES bookhelper.book_keys ON DELETE CASCADE "
-              "ON UPDATE CASCADE;\n" for table in BOOK_KEY_REFERENCES) + """
-ALTER TABLE bookhelper.book_authors DROP CONSTRAINT IF EXISTS book_authors_author_id_fkey,
-    ADD CONSTRAINT book_authors_author_id_fkey FOREIGN KEY (author_id) REFERENCES public.authors ON DELETE CASCADE;
-DELETE FROM bookhelper.device_books;
-DELETE FROM bookhelper.schema_meta WHERE key = 'calibre_fingerprint';
-INSERT INTO bookhelper.schema_meta (key, value) VALUES ('session_gap_seconds', 'unknown')
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
-"""),
-}
-
-# The warehouse's version, and the run's settings: UTC, whatever the database's TimeZone (the reader's
-# TIMESTAMP columns hold naive UTC, and their start_time CHECK compares in the session's zone), and the
-# job's schema beside the reader's.
-SESSION_SETTINGS_SQL = """
-SELECT set_config('TimeZone', 'UTC', true);
-SELECT set_config('search_path', 'bookhelper, ' || current_setting('search_path'), true);
-"""
 
 BEGIN_SQL = "BEGIN;" + SESSION_SETTINGS_SQL + """
 SELECT set_config('statement_timeout', %(statement_timeout)s, true);
@@ -2698,52 +944,8 @@ WHERE d.name = %(device)s;
 
 DEVICE_SETTINGS_SQL = """
 UPDATE devices SET timezone = %(timezone)s, clock = %(clock)s WHERE device_id = %(device_id)s;
-UPDATE highlights SET created_at = created_local AT TIME ZONE %(timezone)s,
-                      updated_at = updated_local AT TIME ZONE %(timezone)s
-WHERE device_id = %(device_id)s;
 """
 
-SIDECAR_PRINTS_SQL = "SELECT sidecar_path, content_hash FROM sidecar_files WHERE device_id = %(device_id)s"
-
-# The changed sidecars of this device: what each says of its book, its highlights (replaced whole: one
-# the reader deleted disappears), and the fingerprints of its files. Books come from BOOKS_SQL first.
-SIDECARS_SQL = """
-CREATE TEMP TABLE incoming_sidecars ON COMMIT DROP AS
-SELECT s.*, b.book_id
-FROM jsonb_to_recordset(%(sidecars)s::jsonb) AS s(
-    book_key text, paths text[], hashes text[], status text, status_modified date, rating smallint, review text,
-    percent_finished double precision, doc_pages integer, last_opened_at double precision, identifiers text[],
-    highlights jsonb)
-JOIN book_keys b USING (book_key);
-INSERT INTO book_sidecars AS t (device_id, book_id, sidecar_path, status, status_modified, rating, review,
-                                percent_finished, doc_pages, last_opened_at, identifiers)
-SELECT %(device_id)s, book_id, paths[1], status, status_modified, rating, review, percent_finished, doc_pages,
-       to_timestamp(last_opened_at), identifiers
-FROM incoming_sidecars
-ON CONFLICT (device_id, book_id) DO UPDATE
-SET sidecar_path = EXCLUDED.sidecar_path, status = EXCLUDED.status, status_modified = EXCLUDED.status_modified,
-    rating = EXCLUDED.rating, review = EXCLUDED.review, percent_finished = EXCLUDED.percent_finished,
-    doc_pages = EXCLUDED.doc_pages, last_opened_at = EXCLUDED.last_opened_at, identifiers = EXCLUDED.identifiers,
-    loaded_at = now();
-DELETE FROM highlights h USING incoming_sidecars i WHERE h.device_id = %(device_id)s AND h.book_id = i.book_id;
-INSERT INTO highlights (device_id, book_id, position, kind, text, note, chapter, page, pageref, pos0, pos1, color,
-                        drawer, created_local, updated_local, created_at, updated_at)
-SELECT %(device_id)s, i.book_id, h.position, h.kind, h.text, h.note, h.chapter, h.page, h.pageref, h.pos0, h.pos1,
-       h.color, h.drawer, h.created_local, h.updated_local, h.created_local AT TIME ZONE %(timezone)s,
-       h.updated_local AT TIME ZONE %(timezone)s
-FROM incoming_sidecars i
-CROSS JOIN LATERAL jsonb_to_recordset(i.highlights) AS h(
-    position integer, kind text, text text, note text, chapter text, page integer, pageref text, pos0 text,
-    pos1 text, color text, drawer text, created_local timestamp, updated_local timestamp);
-INSERT INTO sidecar_files AS f (device_id, sidecar_path, content_hash, book_id)
-SELECT %(device_id)s, p.path, p.hash, i.book_id
-FROM incoming_sidecars i CROSS JOIN LATERAL unnest(i.paths, i.hashes) AS p(path, hash)
-ON CONFLICT (device_id, sidecar_path) DO UPDATE
-SET content_hash = EXCLUDED.content_hash, book_id = EXCLUDED.book_id, loaded_at = now();
-INSERT INTO load_counts
-SELECT 'sidecars_loaded', count(*) FROM incoming_sidecars
-UNION ALL SELECT 'highlights_loaded', coalesce(sum(jsonb_array_length(highlights)), 0) FROM incoming_sidecars;
-"""
 
 BOOKS_SQL = """
 CREATE TEMP TABLE incoming_pages (
@@ -2775,13 +977,8 @@ CREATE TEMP TABLE book_merges ON COMMIT DROP AS
 SELECT c.old_book_id, t.book_id AS into_book_id, old.created_book
 FROM key_changes c JOIN book_keys t ON t.book_key = c.new_key JOIN book_keys old ON old.book_id = c.old_book_id
 WHERE t.book_id <> c.old_book_id;
-INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
-SELECT DISTINCT ON (m.into_book_id, p.page, p.start_epoch)
-       m.into_book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id
-FROM page_views p JOIN book_merges m ON p.book_id = m.old_book_id
-ORDER BY m.into_book_id, p.page, p.start_epoch, p.duration DESC
-ON CONFLICT (book_id, page, start_epoch) DO UPDATE
-    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
+""" + merge_page_views("m.into_book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id",
+                       "page_views p JOIN book_merges m ON p.book_id = m.old_book_id") + """;
 DELETE FROM page_views p USING book_merges m WHERE p.book_id = m.old_book_id;
 DELETE FROM reading_sessions s USING book_merges m WHERE s.book_id = m.old_book_id AND s.data_source = 'koreader';
 DELETE FROM book_keys k USING book_merges m WHERE k.book_id = m.old_book_id;
@@ -2807,7 +1004,7 @@ CREATE TEMP TABLE incoming_authors ON COMMIT DROP AS
 SELECT DISTINCT n.name, n.fitted
 FROM resolved_books i CROSS JOIN LATERAL unnest(i.authors, i.author_names) AS n(name, fitted)
 WHERE (i.is_new OR i.metadata_changed)
-  AND NOT EXISTS (SELECT 1 FROM author_names a WHERE md5(a.name) = md5(n.name) AND a.name = n.name);
+  AND NOT EXISTS (SELECT 1 FROM author_names a WHERE """ + same_name("a.name", "n.name") + """);
 INSERT INTO author_names (author_id, name, created)
 SELECT DISTINCT ON (author_id) author_id, name, false
 FROM (SELECT DISTINCT ON (n.name) n.name, r.author_id
@@ -2818,7 +1015,7 @@ ORDER BY author_id, name;
 CREATE TEMP TABLE new_authors ON COMMIT DROP AS
 SELECT nextval(pg_get_serial_sequence('public.authors', 'author_id'))::integer AS author_id, name, fitted
 FROM (SELECT n.name, n.fitted FROM incoming_authors n
-      WHERE NOT EXISTS (SELECT 1 FROM author_names a WHERE md5(a.name) = md5(n.name) AND a.name = n.name)
+      WHERE NOT EXISTS (SELECT 1 FROM author_names a WHERE """ + same_name("a.name", "n.name") + """)
       ORDER BY n.name) AS missing;
 INSERT INTO authors (author_id, author_name) SELECT author_id, fitted FROM new_authors;
 INSERT INTO author_names (author_id, name, created) SELECT author_id, name, true FROM new_authors;
@@ -2844,7 +1041,7 @@ SELECT book_id, book_key, created_book, matched_by FROM placed_books;
 CREATE TEMP TABLE written_books ON COMMIT DROP AS
 SELECT k.book_id, i.*, a.author_id AS first_author_id
 FROM resolved_books i JOIN book_keys k USING (book_key)
-LEFT JOIN author_names a ON md5(a.name) = md5(i.authors[1]) AND a.name = i.authors[1]
+LEFT JOIN author_names a ON """ + same_name("a.name", "i.authors[1]") + """
 WHERE i.is_new OR i.metadata_changed;
 UPDATE books b
 SET title = w.title, author = w.author, file_hash = w.file_hash, page_count = w.page_count, language = w.language,
@@ -2866,7 +1063,7 @@ INSERT INTO book_authors (book_id, author_id, position)
 SELECT w.book_id, a.author_id, n.position
 FROM written_books w
 CROSS JOIN LATERAL unnest(w.authors) WITH ORDINALITY AS n(name, position)
-JOIN author_names a ON md5(a.name) = md5(n.name) AND a.name = n.name;
+JOIN author_names a ON """ + same_name("a.name", "n.name") + """;
 
 -- Authors that no book of the job names any more, after an edit or a merge: a row the job created goes
 -- unless another book refers to it; a reader's row only loses the job's name on it.
@@ -2894,13 +1091,7 @@ CREATE TEMP TABLE load_counts (name text, n bigint) ON COMMIT DROP;
 
 MERGE_PAGES_SQL = """
 WITH merged AS (
-    INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
-    SELECT DISTINCT ON (book_id, page, start_epoch) book_id, page, start_epoch, duration, total_pages, %(device_id)s
-    FROM incoming_pages
-    ORDER BY book_id, page, start_epoch, duration DESC
-    ON CONFLICT (book_id, page, start_epoch) DO UPDATE
-        SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages
-        WHERE EXCLUDED.duration > pv.duration
+    """ + merge_page_views("book_id, page, start_epoch, duration, total_pages, %(device_id)s", "incoming_pages") + """
     RETURNING (xmax = 0) AS inserted
 )
 INSERT INTO load_counts
@@ -2945,8 +1136,8 @@ WITH rows AS (
     FROM numbered
     GROUP BY book_id, session_no
 ), flagged AS (
-    SELECT *, total_pages > 0 AND 10 * start_page <= total_pages AS near_beginning,
-              total_pages > 0 AND 10 * end_page >= 9 * total_pages AS reaches_end,
+    SELECT *, """ + NEAR_BEGINNING_SQL + """ AS near_beginning,
+              """ + REACHES_END_SQL + """ AS reaches_end,
               row_number() OVER (PARTITION BY book_id ORDER BY start_epoch) AS idx
     FROM sessions
 ), history AS (
@@ -3028,144 +1219,6 @@ ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value WHERE schema_meta.value <
 SELECT name, n FROM load_counts;
 """
 
-# Every book of the job as the Calibre matcher needs it, the manual overrides, and the last library fingerprint.
-CALIBRE_BOOKS_SQL = """
-SELECT k.book_id, coalesce(k.title, b.title),
-       coalesce((SELECT array_agg(a.name ORDER BY ba.position)
-                 FROM book_authors ba JOIN author_names a USING (author_id) WHERE ba.book_id = k.book_id), '{}'),
-       b.file_hash,
-       coalesce((SELECT array_agg(DISTINCT i ORDER BY i) FROM book_sidecars s, unnest(s.identifiers) AS i
-                 WHERE s.book_id = k.book_id), '{}'),
-       o.book_id IS NOT NULL, o.calibre_id,
-       (SELECT value FROM schema_meta WHERE key = 'calibre_fingerprint')
-FROM book_keys k JOIN books b USING (book_id) LEFT JOIN calibre_match_overrides o USING (book_id)
-ORDER BY k.book_id
-"""
-
-# The library's metadata of the matched books, as current state: what Calibre no longer says goes;
-# rows that did not change are left alone. The reader's shared columns (ISBN, publisher) are filled only
-# while empty or still holding what the job wrote (shared_values), and Calibre's editions are the
-# reader's book_editions rows with a calibre_id.
-CALIBRE_SQL = """
-CREATE TEMP TABLE incoming_calibre ON COMMIT DROP AS
-SELECT c.* FROM jsonb_to_recordset(%(calibre)s::jsonb) AS c(
-    book_id integer, calibre_id integer, calibre_uuid text, match_rule text, title text, publisher text,
-    publisher_name text, published_on date, series text, series_index double precision, languages text[],
-    language text, rating smallint, status text, tags text[], identifiers text[], formats text[], isbn text,
-    isbn_13 text, isbn_10 text, isbn_specific text)
-WHERE EXISTS (SELECT 1 FROM book_keys k WHERE k.book_id = c.book_id);
-
-DELETE FROM book_calibre t WHERE NOT EXISTS (SELECT 1 FROM incoming_calibre c WHERE c.book_id = t.book_id);
-INSERT INTO book_calibre AS t (book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages,
-                               rating, status, published_on, publisher, isbn)
-SELECT book_id, calibre_id, calibre_uuid, match_rule, title, series, series_index, languages, rating, status,
-       published_on, publisher, isbn
-FROM incoming_calibre
-ON CONFLICT (book_id) DO UPDATE
-SET calibre_id = EXCLUDED.calibre_id, calibre_uuid = EXCLUDED.calibre_uuid, match_rule = EXCLUDED.match_rule,
-    title = EXCLUDED.title, series = EXCLUDED.series, series_index = EXCLUDED.series_index,
-    languages = EXCLUDED.languages, rating = EXCLUDED.rating, status = EXCLUDED.status,
-    published_on = EXCLUDED.published_on, publisher = EXCLUDED.publisher, isbn = EXCLUDED.isbn
-WHERE (t.calibre_id, t.calibre_uuid, t.match_rule, t.title, t.series, t.series_index, t.languages, t.rating,
-       t.status, t.published_on, t.publisher, t.isbn)
-      IS DISTINCT FROM (EXCLUDED.calibre_id, EXCLUDED.calibre_uuid, EXCLUDED.match_rule, EXCLUDED.title,
-                        EXCLUDED.series, EXCLUDED.series_index, EXCLUDED.languages, EXCLUDED.rating,
-                        EXCLUDED.status, EXCLUDED.published_on, EXCLUDED.publisher, EXCLUDED.isbn);
-
-WITH created AS (
-    INSERT INTO publishers (publisher_name)
-    SELECT DISTINCT publisher_name FROM incoming_calibre WHERE publisher_name IS NOT NULL
-    ON CONFLICT (publisher_name) DO NOTHING
-    RETURNING publisher_id
-)
-INSERT INTO created_publishers SELECT publisher_id FROM created;
-CREATE TEMP TABLE shared_writes ON COMMIT DROP AS
-SELECT k.book_id, c.isbn_13, c.isbn_10, p.publisher_id, c.publisher_name,
-       b.isbn_13 IS NULL OR b.isbn_13 = v.isbn_13 AS own_isbn_13,
-       b.isbn_10 IS NULL OR b.isbn_10 = v.isbn_10 AS own_isbn_10,
-       b.publisher_id IS NULL OR b.publisher_id = v.publisher_id AS own_publisher_id,
-       b.publisher_name IS NULL OR b.publisher_name = v.publisher_name AS own_publisher_name
-FROM book_keys k JOIN books b USING (book_id)
-LEFT JOIN incoming_calibre c USING (book_id)
-LEFT JOIN publishers p ON p.publisher_name = c.publisher_name
-LEFT JOIN shared_values v USING (book_id);
-UPDATE books b
-SET isbn_13 = CASE WHEN w.own_isbn_13 THEN w.isbn_13 ELSE b.isbn_13 END,
-    isbn_10 = CASE WHEN w.own_isbn_10 THEN w.isbn_10 ELSE b.isbn_10 END,
-    publisher_id = CASE WHEN w.own_publisher_id THEN w.publisher_id ELSE b.publisher_id END,
-    publisher_name = CASE WHEN w.own_publisher_name THEN w.publisher_name ELSE b.publisher_name END
-FROM shared_writes w
-WHERE b.book_id = w.book_id
-  AND (CASE WHEN w.own_isbn_13 THEN w.isbn_13 ELSE b.isbn_13 END,
-       CASE WHEN w.own_isbn_10 THEN w.isbn_10 ELSE b.isbn_10 END,
-       CASE WHEN w.own_publisher_id THEN w.publisher_id ELSE b.publisher_id END,
-       CASE WHEN w.own_publisher_name THEN w.publisher_name ELSE b.publisher_name END)
-      IS DISTINCT FROM (b.isbn_13, b.isbn_10, b.publisher_id, b.publisher_name);
-DELETE FROM shared_values;
-INSERT INTO shared_values (book_id, isbn_13, isbn_10, publisher_id, publisher_name)
-SELECT book_id, CASE WHEN own_isbn_13 THEN isbn_13 END, CASE WHEN own_isbn_10 THEN isbn_10 END,
-       CASE WHEN own_publisher_id THEN publisher_id END, CASE WHEN own_publisher_name THEN publisher_name END
-FROM shared_writes
-WHERE (own_isbn_13 AND isbn_13 IS NOT NULL) OR (own_isbn_10 AND isbn_10 IS NOT NULL)
-   OR (own_publisher_id AND publisher_id IS NOT NULL) OR (own_publisher_name AND publisher_name IS NOT NULL);
-
-CREATE TEMP TABLE incoming_editions ON COMMIT DROP AS
-SELECT c.book_id, f.format AS edition_format, c.isbn_specific, c.publisher_name AS publisher_specific,
-       c.published_on AS release_date, extract(year FROM c.published_on)::integer AS publication_year,
-       c.language, c.calibre_id, c.calibre_uuid
-FROM incoming_calibre c
-CROSS JOIN LATERAL unnest(CASE WHEN cardinality(c.formats) > 0 THEN c.formats ELSE ARRAY[NULL] END) AS f(format);
-DELETE FROM book_editions e
-WHERE e.calibre_id IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM incoming_editions i
-                  WHERE (i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date,
-                         i.publication_year, i.language, i.calibre_id, i.calibre_uuid)
-                        IS NOT DISTINCT FROM (e.book_id, e.edition_format, e.isbn_specific, e.publisher_specific,
-                                              e.release_date, e.publication_year, e.language, e.calibre_id,
-                                              e.calibre_uuid));
-INSERT INTO book_editions (book_id, edition_format, isbn_specific, publisher_specific, release_date,
-                           publication_year, language, calibre_id, calibre_uuid)
-SELECT i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date, i.publication_year,
-       i.language, i.calibre_id, i.calibre_uuid
-FROM incoming_editions i
-WHERE NOT EXISTS (SELECT 1 FROM book_editions e
-                  WHERE e.calibre_id IS NOT NULL
-                    AND (i.book_id, i.edition_format, i.isbn_specific, i.publisher_specific, i.release_date,
-                         i.publication_year, i.language, i.calibre_id, i.calibre_uuid)
-                        IS NOT DISTINCT FROM (e.book_id, e.edition_format, e.isbn_specific, e.publisher_specific,
-                                              e.release_date, e.publication_year, e.language, e.calibre_id,
-                                              e.calibre_uuid));
-DELETE FROM publishers p USING created_publishers c
-WHERE c.publisher_id = p.publisher_id AND NOT EXISTS (SELECT 1 FROM books b WHERE b.publisher_id = p.publisher_id);
-
-INSERT INTO tags (name)
-SELECT DISTINCT t.name FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.tags) AS t(name)
-WHERE NOT EXISTS (SELECT 1 FROM tags g WHERE md5(g.name) = md5(t.name) AND g.name = t.name);
-CREATE TEMP TABLE incoming_tags ON COMMIT DROP AS
-SELECT DISTINCT c.book_id, g.tag_id
-FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.tags) AS t(name)
-JOIN tags g ON md5(g.name) = md5(t.name) AND g.name = t.name;
-DELETE FROM book_tags b
-WHERE b.source = 'calibre'
-  AND NOT EXISTS (SELECT 1 FROM incoming_tags i WHERE i.book_id = b.book_id AND i.tag_id = b.tag_id);
-INSERT INTO book_tags (book_id, tag_id, source) SELECT book_id, tag_id, 'calibre' FROM incoming_tags
-ON CONFLICT DO NOTHING;
-DELETE FROM tags g WHERE NOT EXISTS (SELECT 1 FROM book_tags b WHERE b.tag_id = g.tag_id);
-
-CREATE TEMP TABLE incoming_identifiers ON COMMIT DROP AS
-SELECT DISTINCT c.book_id, split_part(i.text, ':', 1) AS scheme, substr(i.text, strpos(i.text, ':') + 1) AS value
-FROM incoming_calibre c CROSS JOIN LATERAL unnest(c.identifiers) AS i(text);
-DELETE FROM book_identifiers b
-WHERE b.source = 'calibre'
-  AND NOT EXISTS (SELECT 1 FROM incoming_identifiers i
-                  WHERE (i.book_id, i.scheme, i.value) = (b.book_id, b.scheme, b.value));
-INSERT INTO book_identifiers (book_id, source, scheme, value)
-SELECT book_id, 'calibre', scheme, value FROM incoming_identifiers ON CONFLICT DO NOTHING;
-
-INSERT INTO schema_meta (key, value) VALUES ('calibre_fingerprint', %(fingerprint)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
-SELECT count(*), count(*) FILTER (WHERE match_rule = 'manual') FROM incoming_calibre;
-"""
 
 SAMPLE_SESSIONS_SQL = """
 SELECT b.title, s.device, s.start_time, s.duration_minutes, s.pages_read, s.start_page, s.end_page, s.read_number
@@ -3220,9 +1273,9 @@ SET last_sync_time = coalesce(EXCLUDED.last_sync_time, s.last_sync_time),
 """
 
 
-@dataclass
-class Source:
-    """An opened snapshot and what the transform made of it."""
+@dataclass(frozen=True)
+class StatisticsSnapshot:
+    """An opened snapshot of the statistics file and what the transform made of it."""
 
     conn: sqlite3.Connection
     schema_version: int
@@ -3231,20 +1284,29 @@ class Source:
     census: Census
     ids_of_key: dict[str, list[int]]
     modified_at: float
-    newest_start: Optional[int] = None  # of the valid page rows: what Syncthing last brought
-    stale_warning: Optional[str] = None
-    sidecars: dict[str, SidecarBook] = dataclasses.field(default_factory=dict)
-    calibre: Optional[CalibreLibrary] = None
-    notes: list[str] = dataclasses.field(default_factory=list)  # what the run record says beside the counts
+    newest_start: Optional[int]  # of the valid page rows: what Syncthing last brought
+    stale_warning: Optional[str]
 
 
-@dataclass
-class LoadResult:
-    """What a run did (or, in a dry run, would do) to the warehouse."""
+@dataclass(frozen=True)
+class RunInputs:
+    """Everything a run read: the statistics snapshot, each configured optional source's snapshot in the
+    registry's order, and a note for each optional input that could not be read tonight."""
+
+    statistics: StatisticsSnapshot
+    optional: tuple = ()  # ((source module, its snapshot), ...)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StatisticsCounts:
+    """What a run did (or, in a dry run, would do) with the statistics file."""
 
     books_changed: int = 0
     books_inserted: int = 0
     books_updated: int = 0
+    books_merged: int = 0
+    books_adopted: int = 0
     page_rows_sent: int = 0
     page_rows_inserted: int = 0
     page_rows_updated: int = 0
@@ -3252,13 +1314,15 @@ class LoadResult:
     sessions_updated: int = 0
     sessions_unchanged: int = 0
     sessions_removed: int = 0
-    books_merged: int = 0
-    sidecars_loaded: int = 0
-    highlights_loaded: int = 0
-    calibre_matched: int = 0
-    books_adopted: int = 0
-    values_cut: Counter = dataclasses.field(default_factory=Counter)
-    sample: list[tuple] = dataclasses.field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run did: the statistics file's counts, each optional source's, and a dry run's sample."""
+
+    statistics: StatisticsCounts = StatisticsCounts()
+    parts: tuple = ()  # ((source module, its counts), ...)
+    sample: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -3317,11 +1381,6 @@ def is_transient(exc: BaseException) -> bool:
         return False
     message = str(exc).lower()
     return not any(marker in message for marker in PERMANENT_CONNECT_ERRORS)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
 
 
 def explain_database_error(exc: "psycopg2.Error", target: DatabaseTarget) -> EtlError:
@@ -3411,68 +1470,6 @@ def with_retries(config: Config, target: DatabaseTarget, attempt_fn, attempts: O
     raise AssertionError("unreachable")
 
 
-VERSION_SQL = """
-INSERT INTO bookhelper.schema_meta (key, value) VALUES ('schema_version', %(version)s)
-ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
-"""
-
-
-@dataclass(frozen=True)
-class WarehouseState:
-    """What a run finds when it opens the warehouse: the job's schema, an older release's, the reader's."""
-
-    own_schema: bool
-    legacy_schema: bool
-    reader_sessions: bool
-
-
-def ensure_schema(cursor, config: Config, found: WarehouseState) -> None:
-    """Create what is missing, once, around the reader's objects; upgrade an older release's warehouse;
-    refuse one made by a newer release."""
-    if found.own_schema or found.legacy_schema:
-        cursor.execute(f"SELECT value FROM {'bookhelper' if found.own_schema else 'public'}.schema_meta"
-                       " WHERE key = 'schema_version'")
-        row = cursor.fetchone()
-        version = int(row[0]) if row else (SCHEMA_VERSION if found.own_schema else 1)
-        if version > SCHEMA_VERSION:
-            raise ConfigError(
-                f"the warehouse has schema version {version}, newer than this script's {SCHEMA_VERSION}; "
-                "upgrade bookhelper-etl"
-            )
-        if version == SCHEMA_VERSION:
-            return
-    else:
-        version = SCHEMA_VERSION
-        if found.reader_sessions:
-            take_over_koreader_sessions(cursor, config)
-    component_logger("DB").info("creating or upgrading the warehouse schema to version %d", SCHEMA_VERSION)
-    steps = range(version, SCHEMA_VERSION)
-    # An older release's views read the tables the migrations change: they go first (and come back as ours).
-    before = "".join(f"DROP VIEW IF EXISTS {view};\n" for view in LEGACY_VIEWS) if found.legacy_schema else ""
-    before += "".join(MIGRATIONS[step][0] for step in steps) + READER_SCHEMA_DDL + SCHEMA_DDL
-    after = "".join(MIGRATIONS[step][1] for step in steps)
-    cursor.execute(before.replace("%", "%%") + after + VERSION_SQL,
-                   {"version": str(SCHEMA_VERSION), "untitled": UNTITLED, "stats_source": STATS_SOURCE})
-
-
-def take_over_koreader_sessions(cursor, config: Config) -> None:
-    """On the first run into the reader's warehouse: KOReader sessions another loader wrote are never
-    doubled by ours nor silently deleted. The run refuses, unless the reader asked to replace them."""
-    cursor.execute("SELECT count(*) FROM public.reading_sessions WHERE data_source = 'koreader'")
-    (sessions,) = cursor.fetchone()
-    if not sessions:
-        return
-    if not config.replace_koreader_sessions:
-        raise ConfigError(
-            f"the warehouse holds {sessions} KOReader sessions that bookhelper-etl did not derive (an earlier "
-            "loader's); run once with --replace-koreader-sessions to replace them with the sessions of the "
-            "statistics files (docs/schema.md)"
-        )
-    cursor.execute("DELETE FROM public.reading_sessions WHERE data_source = 'koreader'")
-    component_logger("LOAD").warning(
-        "replacing %d KOReader sessions of an earlier loader with the sessions of the statistics files", sessions)
-
-
 # The reader's books that no book of the job holds: candidates for a new book (matched in Python, where the
 # title and author forms are).
 READER_BOOKS_SQL = """
@@ -3483,30 +1480,22 @@ WHERE NOT EXISTS (SELECT 1 FROM book_keys k WHERE k.book_id = b.book_id)
 """
 
 
-def find_reader_books(cursor, books: Sequence[Book], source: Source) -> dict[str, tuple[int, str]]:
+def find_reader_books(cursor, books: Sequence[Book], inputs: RunInputs) -> dict[str, tuple[int, str]]:
     """The reader's existing row of each book the warehouse may not know yet (one round trip)."""
     cursor.execute(READER_BOOKS_SQL)
     rows = [ReaderBook(book_id, title, author, file_hash, tuple(isbns))
             for book_id, title, author, file_hash, isbns in cursor.fetchall()]
     if not rows:
         return {}
-    return match_reader_books(books, rows, book_isbns(books, source))
+    return match_reader_books(books, rows, book_isbns(books, inputs))
 
 
-def book_isbns(books: Sequence[Book], source: Source) -> dict[str, set[str]]:
-    """The ISBNs the Calibre library (matched without reading its files) and the sidecars give each book."""
+def book_isbns(books: Sequence[Book], inputs: RunInputs) -> dict[str, set[str]]:
+    """The ISBNs the optional sources give each book."""
     isbns: dict[str, set[str]] = {}
-    for book in books:
-        sidecar = source.sidecars.get(book.book_key)
-        found = {value for scheme, value in (sidecar.identifiers if sidecar else ()) if scheme == "isbn"}
-        if found:
-            isbns[book.book_key] = found
-    if source.calibre is not None:
-        candidates = [WarehouseBook(n, b.title, b.authors, b.file_hash, ()) for n, b in enumerate(books)]
-        for n, (calibre_id, _rule) in match_calibre_books(candidates, source.calibre, {}).items():
-            found = {value for scheme, value in source.calibre.books[calibre_id].identifiers if scheme == "isbn"}
-            if found:
-                isbns.setdefault(books[n].book_key, set()).update(found)
+    for module, snapshot in inputs.optional:
+        for key, found in module.book_isbns(snapshot, books).items():
+            isbns.setdefault(key, set()).update(found)
     return isbns
 
 
@@ -3523,10 +1512,23 @@ def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], 
              adopt_book_id=adopted.get(b.book_key, (None,))[0], adopt_rule=adopted.get(b.book_key, (None, None))[1])
         for b in books
     ]
-    cursor.execute(BOOKS_SQL, {"books": json.dumps(payload), "device_id": device_id, "stats_source": STATS_SOURCE})
+    # a run lands books twice when a source brings books of its own (ensure_books)
+    cursor.execute(repeatable(BOOKS_SQL),
+                   {"books": json.dumps(payload), "device_id": device_id, "stats_source": STATS_SOURCE})
     rows = cursor.fetchall()
     merges = rows[0][4] if rows else 0
     return {key: (book_id, is_new, changed) for key, book_id, is_new, changed, _merges in rows}, merges
+
+
+def ensure_books(cursor, books: Sequence[Book], inputs: RunInputs, device_id: int) -> None:
+    """Land a source's books that no statistics file of this run reports (a sidecar of a book read on paper,
+    say); a book the statistics file reports keeps what the statistics file says."""
+    missing = [book for book in books if book.book_key not in inputs.statistics.books]
+    if not missing:
+        return
+    cut: Counter = Counter()
+    load_books(cursor, missing, {}, device_id, find_reader_books(cursor, missing, inputs), cut)
+    report_cut_values(cut)
 
 
 class Progress:
@@ -3613,34 +1615,36 @@ def begin_run(cursor, config: Config, target: DatabaseTarget) -> WarehouseState:
     return found
 
 
-def load(conn, config: Config, source: Source, target: DatabaseTarget) -> LoadResult:
-    """One run's whole transaction. Commits, or in a dry run rolls back, at the end."""
-    load_log = component_logger("LOAD")
+def load(conn, config: Config, inputs: RunInputs, target: DatabaseTarget) -> RunResult:
+    """One run's whole transaction: the statistics file, then each optional source in the registry's order.
+    Commits, or in a dry run rolls back, at the end."""
     cursor = conn.cursor()
     ensure_schema(cursor, config, begin_run(cursor, config, target))
+    statistics = inputs.statistics
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone or config.default_timezone,
                                 "clock": config.device_clock or "utc"})
     stored = cursor.fetchall()
     device = device_state(config, stored[0][:4])
     stored_prints = {row[4]: Fingerprint(*row[5:]) for row in stored if row[4] is not None}
-    changed = changed_book_keys(source.census.fingerprints, stored_prints)
-    result = LoadResult(books_changed=len(changed))
-    load_log.info("%d of %d books changed since this device's last load", len(changed), len(source.books))
-    sidecars = changed_sidecars(cursor, source, device) if config.sidecar_dir else []
-    if changed or sidecars or device.settings_changed or device.gap_changed or device.gap_unrecorded:
-        book_ids = load_changed_books(cursor, config, source, changed, device, result, sidecars, set(stored_prints))
-        report_cut_values(result.values_cut)
+    changed = changed_book_keys(statistics.census.fingerprints, stored_prints)
+    component_logger("LOAD").info("%d of %d books changed since this device's last load", len(changed),
+                                  len(statistics.books))
+    counts, sample = StatisticsCounts(books_changed=len(changed)), ()
+    if changed or device.settings_changed or device.gap_changed or device.gap_unrecorded:
+        counts, book_ids = load_changed_books(cursor, config, inputs, changed, device, set(stored_prints))
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
-            result.sample = cursor.fetchall()
-    if source.calibre is not None:
-        load_calibre(cursor, config, source.calibre, result)
+            sample = tuple(cursor.fetchall())
+    run = RunContext(config, device.device_id, device.timezone, statistics.now,
+                     functools.partial(ensure_books, inputs=inputs, device_id=device.device_id))
+    result = RunResult(counts, tuple((module, module.load(cursor, run, snapshot))
+                                     for module, snapshot in inputs.optional), sample)
     if config.dry_run:
         cursor.execute("ROLLBACK")
     else:
-        status, code = ("stale", EXIT_STALE) if source.stale_warning else ("success", EXIT_OK)
+        status, code = ("stale", EXIT_STALE) if statistics.stale_warning else ("success", EXIT_OK)
         cursor.execute(RUN_RECORD_SQL + "COMMIT;",
-                       run_record(config, source, result, status, source.stale_warning, code))
+                       run_record(config, inputs, result, status, statistics.stale_warning, code))
     return result
 
 
@@ -3653,72 +1657,46 @@ def report_cut_values(cut: Counter) -> None:
             ", ".join(f"{field}: {n}" for field, n in sorted(cut.items())))
 
 
-def changed_sidecars(cursor, source: Source, device: DeviceState) -> list[SidecarBook]:
-    """The sidecars whose files differ from this device's last load (one round trip)."""
-    cursor.execute(SIDECAR_PRINTS_SQL, {"device_id": device.device_id})
-    stored = dict(cursor.fetchall())
-    changed = [sidecar for sidecar in source.sidecars.values()
-               if any(stored.get(path) != digest for path, digest in zip(sidecar.paths, sidecar.content_hashes))]
-    component_logger("LOAD").info("%d of %d sidecars changed since this device's last load", len(changed),
-                                  len(source.sidecars))
-    return changed
-
-
-def sidecar_payload(sidecars: Sequence[SidecarBook]) -> str:
-    """The changed sidecars as JSON for SIDECARS_SQL."""
-    return json.dumps([
-        {"book_key": s.book.book_key, "paths": list(s.paths), "hashes": list(s.content_hashes), "status": s.status,
-         "status_modified": s.status_modified, "rating": s.rating, "review": s.review,
-         "percent_finished": s.percent_finished, "doc_pages": s.doc_pages, "last_opened_at": s.last_opened_at,
-         "identifiers": [f"{scheme}:{value}" for scheme, value in s.identifiers],
-         "highlights": [dict(dataclasses.asdict(h), position=n) for n, h in enumerate(s.highlights, 1)]}
-        for s in sidecars
-    ])
-
-
-def load_changed_books(cursor, config: Config, source: Source, changed: list[str], device: DeviceState,
-                       result: LoadResult, sidecars: Sequence[SidecarBook] = (),
-                       known_keys: frozenset = frozenset()) -> list[int]:
+def load_changed_books(cursor, config: Config, inputs: RunInputs, changed: list[str], device: DeviceState,
+                       known_keys: frozenset = frozenset()) -> tuple[StatisticsCounts, list[int]]:
     """Send the changed books and their page rows, and derive the affected books' sessions again.
 
     Books created by this run take the direct path; the others are merged with what other devices
-    and earlier runs put in the warehouse. Returns the changed books' warehouse ids.
+    and earlier runs put in the warehouse. Returns the counts and the changed books' warehouse ids.
     """
+    statistics = inputs.statistics
     book_rows: dict[str, tuple[int, bool, bool]] = {}
     merged: list[str] = []
-    # A sidecar whose book no statistics file reported (finished on paper, say) still lands, as a book.
-    sidecar_books = [s.book for s in sidecars if s.book.book_key not in source.books]
-    if changed or sidecar_books:
-        sent = [source.books[key] for key in changed] + sidecar_books
+    merges, adopted, direct_rows, direct_sessions = 0, {}, 0, 0
+    if changed:
+        sent = [statistics.books[key] for key in changed]
         maybe_new = [book for book in sent if book.book_key not in known_keys]
-        adopted = find_reader_books(cursor, maybe_new, source) if maybe_new else {}
-        book_rows, result.books_merged = load_books(
-            cursor, sent, source.ids_of_key, device.device_id, adopted, result.values_cut)
-        result.books_adopted = len(adopted)
-        result.books_inserted = sum(1 for _id, new, _upd in book_rows.values() if new)
-        result.books_updated = sum(1 for _id, _new, updated in book_rows.values() if updated)
-        ids_by_key = source.census.ids_by_key
+        adopted = find_reader_books(cursor, maybe_new, inputs) if maybe_new else {}
+        cut: Counter = Counter()
+        book_rows, merges = load_books(cursor, sent, statistics.ids_of_key, device.device_id, adopted, cut)
+        report_cut_values(cut)
+        ids_by_key = statistics.census.ids_by_key
         # A book this run created, with one KOReader id and true UTC times, cannot clash with anything.
         direct = {key for key in changed if book_rows[key][1] and key not in adopted
                   and len(ids_by_key.get(key, ())) == 1 and device.clock == "utc"}
         merged = [key for key in changed if key not in direct]
         if direct:
-            load_new_books(cursor, config, source, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
-                           {book_rows[k][0]: k for k in direct}, device.device_id, result)
+            direct_rows, direct_sessions = load_new_books(
+                cursor, config, statistics, {ids_by_key[k][0]: book_rows[k][0] for k in direct},
+                {book_rows[k][0]: k for k in direct}, device.device_id)
         if merged:
-            progress = Progress(sum(source.census.fingerprints[k].row_count for k in merged), len(merged))
+            progress = Progress(sum(statistics.census.fingerprints[k].row_count for k in merged), len(merged))
             copy_chunks(
                 cursor, "COPY incoming_pages FROM STDIN",
                 stream_copy_chunks(
-                    source.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())}, source.now),
+                    statistics.conn, {i: book_rows[k][0] for k in merged for i in ids_by_key.get(k, ())},
+                    statistics.now),
                 progress,
             )
             progress.done()
-    statements = DEVICE_SETTINGS_SQL if device.settings_changed else ""
+    statements = DEVICE_SETTINGS_SQL + "".join(m.ZONE_CHANGED_SQL for m in SOURCES) if device.settings_changed else ""
     statements += LOAD_COUNTS_SQL + (MERGE_PAGES_SQL if merged else "") + REDERIVE_SQL + FRESH_SESSIONS_SQL
-    statements += APPLY_SESSIONS_SQL + (SIDECARS_SQL if sidecars else "")
     params = {
-        "sidecars": sidecar_payload(sidecars),
         "device_id": device.device_id,
         "timezone": device.timezone,
         "clock": device.clock,
@@ -3726,7 +1704,7 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
         "all_books": device.gap_changed,
         "device_changed": device.settings_changed,
         "gap": config.gap_seconds,
-        "now": source.now,
+        "now": statistics.now,
         "stats_source": STATS_SOURCE,
         "namespace": psycopg2.Binary(READ_NAMESPACE.bytes),
         "fingerprints": json.dumps(
@@ -3734,116 +1712,34 @@ def load_changed_books(cursor, config: Config, source: Source, changed: list[str
                 {"book_id": book_rows[key][0], "row_count": fp.row_count, "duration_sum": fp.duration_sum,
                  "last_start_epoch": fp.last_start, "future_rows": fp.future_rows, "metadata_hash": fp.metadata_hash}
                 for key in changed
-                for fp in (source.census.fingerprints[key],)
+                for fp in (statistics.census.fingerprints[key],)
             ]
         ),
     }
-    cursor.execute(statements + FINGERPRINTS_SQL, params)
+    cursor.execute(statements + APPLY_SESSIONS_SQL + FINGERPRINTS_SQL, params)
     counts = Counter(dict(cursor.fetchall()))
-    result.page_rows_sent += counts["page_rows_staged"]
-    result.page_rows_inserted += counts["page_rows_inserted"]
-    result.page_rows_updated = counts["page_rows_updated"]
-    result.sessions_inserted += counts["sessions_inserted"]
-    result.sessions_updated = counts["sessions_updated"]
-    result.sessions_removed = counts["sessions_removed"]
-    result.sessions_unchanged = max(
-        0, counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"])
-    result.sidecars_loaded, result.highlights_loaded = counts["sidecars_loaded"], counts["highlights_loaded"]
-    return sorted(book_id for key, (book_id, _new, _updated) in book_rows.items() if key in source.books)
-
-
-def calibre_payload(books: dict[int, WarehouseBook], overrides: dict[int, Optional[int]],
-                    matches: dict[int, tuple[int, str]], library: CalibreLibrary) -> list[dict]:
-    """The matched books with their Calibre metadata; a reader's override (calibre_match_overrides) wins,
-    and an override with no Calibre id keeps the book unmatched."""
-    chosen = {book_id: match for book_id, match in matches.items() if book_id not in overrides}
-    chosen.update({book_id: (calibre_id, "manual") for book_id, calibre_id in overrides.items()
-                   if calibre_id in library.books and book_id in books})
-    payload = []
-    for book_id, (calibre_id, rule) in sorted(chosen.items()):
-        calibre = library.books[calibre_id]
-        isbns = [value for scheme, value in calibre.identifiers if scheme == "isbn"]
-        isbn_13, isbn_10 = isbn_columns(isbns[0]) if isbns else (None, None)
-        payload.append({
-            "book_id": book_id, "calibre_id": calibre_id, "calibre_uuid": calibre.uuid, "match_rule": rule,
-            "title": calibre.title, "publisher": calibre.publisher, "published_on": calibre.published_on,
-            "series": calibre.series, "series_index": calibre.series_index, "languages": list(calibre.languages),
-            "rating": calibre.rating, "status": calibre.ko_status, "tags": list(calibre.tags),
-            "identifiers": [f"{scheme}:{value}" for scheme, value in calibre.identifiers],
-            "formats": sorted({fit_text(fmt, EDITION_FORMAT_LENGTH) for fmt, _path in calibre.formats}),
-            "isbn": isbns[0] if isbns else None, "isbn_13": isbn_13, "isbn_10": isbn_10,
-            "isbn_specific": isbn_13 or isbn_10, "publisher_name": fit_text(calibre.publisher, NAME_LENGTH),
-            "language": fit_text(calibre.languages[0], EDITION_LANGUAGE_LENGTH) if calibre.languages else None,
-        })
-    return payload
-
-
-def load_calibre(cursor, config: Config, library: CalibreLibrary, result: LoadResult) -> None:
-    """Match every warehouse book to the library and land what it says; nothing when neither the library
-    nor the warehouse's books changed since the last run (one round trip), else two more."""
-    cursor.execute(CALIBRE_BOOKS_SQL)
-    rows = cursor.fetchall()
-    stored = rows[0][7] if rows else None
-    fingerprint = hashlib.sha1(
-        (library.fingerprint + json.dumps([row[:7] for row in rows], default=str)).encode()).hexdigest()
-    if fingerprint == stored:
-        component_logger("LOAD").info("the Calibre library and the books are unchanged since the last run")
-        return
-    books = {row[0]: WarehouseBook(row[0], row[1], tuple(row[2]), row[3], tuple(row[4])) for row in rows}
-    overrides = {row[0]: row[6] for row in rows if row[5]}
-    file_md5s: dict[int, set[str]] = {}
-    for book in library.books.values():
-        for _format, path in book.formats:
-            md5 = koreader_partial_md5(config.calibre_library / path)
-            if md5:
-                file_md5s.setdefault(book.calibre_id, set()).add(md5)
-    matches = match_calibre_books(books.values(), library, file_md5s)
-    cursor.execute(CALIBRE_SQL, {"calibre": json.dumps(calibre_payload(books, overrides, matches, library)),
-                                 "fingerprint": fingerprint})
-    result.calibre_matched, manual = cursor.fetchone()
-    by_rule = Counter(rule for _id, rule in matches.values())
-    component_logger("LOAD").info(
-        "Calibre: %d of %d books matched (%s%s), %d unmatched or ambiguous", result.calibre_matched, len(books),
-        ", ".join(f"{rule}: {by_rule[rule]}" for rule in MATCH_RULES if by_rule[rule]) or "none",
-        f", manual: {manual}" if manual else "", len(books) - result.calibre_matched,
+    result = StatisticsCounts(
+        books_changed=len(changed),
+        books_inserted=sum(1 for _id, new, _upd in book_rows.values() if new),
+        books_updated=sum(1 for _id, _new, updated in book_rows.values() if updated),
+        books_merged=merges,
+        books_adopted=len(adopted),
+        page_rows_sent=direct_rows + counts["page_rows_staged"],
+        page_rows_inserted=direct_rows + counts["page_rows_inserted"],
+        page_rows_updated=counts["page_rows_updated"],
+        sessions_inserted=direct_sessions + counts["sessions_inserted"],
+        sessions_updated=counts["sessions_updated"],
+        sessions_removed=counts["sessions_removed"],
+        sessions_unchanged=max(
+            0, counts["sessions_derived"] - counts["sessions_inserted"] - counts["sessions_updated"]),
     )
+    return result, sorted(book_id for key, (book_id, _new, _updated) in book_rows.items() if key in statistics.books)
 
 
-def copy_text(value: str) -> str:
-    """A value in COPY's text format."""
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def naive_utc(epoch: int) -> str:
-    """An epoch as the reader's TIMESTAMP columns hold it: UTC, without an offset (one would be dropped)."""
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
-
-
-def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str,
-                       now: int) -> list[str]:
-    """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions; a session that
-    would start after ``now`` waits (it comes last, so the reads before it keep their numbers)."""
-    sessions = transform_sessions(rows, gap_seconds)
-    lines = []
-    read_ids: dict[int, uuid.UUID] = {}
-    for session, read in zip(sessions, number_reads(sessions)):
-        if session.start_time > now:
-            break
-        if read not in read_ids:
-            read_ids[read] = uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
-        read_id = read_ids[read]
-        start, end = (naive_utc(epoch) for epoch in (session.start_time, session.end_time))
-        lines.append(
-            f"{book_id}\t{start}\t{end}\t{session.duration_seconds}\t{session.duration_minutes}\t"
-            f"{session.pages_read}\t{session.start_page}\t{session.end_page}\t{session.total_pages}\t"
-            f"{device}\t{read}\t{read_id}\t{STATS_SOURCE}\n"
-        )
-    return lines
-
-
-def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[int, int], keys: dict[int, str],
-                   device_id: int, result: LoadResult) -> None:
+def load_new_books(cursor, config: Config, statistics: StatisticsSnapshot, warehouse_ids: dict[int, int],
+                   keys: dict[int, str], device_id: int) -> tuple[int, int]:
     """COPY the page rows of books no device has loaded straight into page_views, and their sessions.
+    Returns how many page rows and sessions it wrote.
 
     Nothing in the warehouse can clash with these rows, so they need neither the merge nor
     the server-side session derivation: their sessions come from the same rule, computed
@@ -3851,17 +1747,17 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
     """
     session_lines: list[str] = []
     device = copy_text(config.device)
-    progress = Progress(sum(source.census.fingerprints[key].row_count for key in keys.values()), len(keys))
+    progress = Progress(sum(statistics.census.fingerprints[key].row_count for key in keys.values()), len(keys))
+    rows_sent = []
 
     def page_chunks() -> Iterator[str]:
         lines: list[str] = []
-        for book_id, rows in extract_book_page_rows(source.conn, warehouse_ids, source.now):
+        for book_id, rows in extract_book_page_rows(statistics.conn, warehouse_ids, statistics.now):
             lines += [f"{book_id}\t{page}\t{start}\t{duration}\t{total}\t{device_id}\n"
                       for page, start, duration, total in rows]
             session_lines.extend(session_copy_lines(book_id, keys[book_id], rows, config.gap_seconds, device,
-                                                    source.now))
-            result.page_rows_inserted += len(rows)
-            result.page_rows_sent += len(rows)
+                                                    statistics.now))
+            rows_sent.append(len(rows))
             progress.advance(len(rows), 1)
             if len(lines) >= 20000:
                 yield "".join(lines)
@@ -3878,14 +1774,15 @@ def load_new_books(cursor, config: Config, source: Source, warehouse_ids: dict[i
         " start_page, end_page, total_pages, device, read_number, read_instance_id, device_stats_source) FROM STDIN",
         chunks,
     )
-    result.sessions_inserted += len(session_lines)
+    return sum(rows_sent), len(session_lines)
 
 
-def run_record(config: Config, source: Optional[Source], result: Optional[LoadResult], status: str,
+def run_record(config: Config, inputs: Optional[RunInputs], result: Optional[RunResult], status: str,
                error: Optional[str], exit_code: int) -> dict:
     """The etl_runs and sync_status values of a run."""
-    census = source.census if source else None
-    result = result or LoadResult()
+    statistics = inputs.statistics if inputs else None
+    census = statistics.census if statistics else None
+    counts = (result or RunResult()).statistics
     return {
         "run_uuid": config.run_id,
         "started_at": config.started_at,
@@ -3895,40 +1792,31 @@ def run_record(config: Config, source: Optional[Source], result: Optional[LoadRe
         "rows_read": census.rows_read if census else None,
         "rows_skipped": sum(census.skipped.values()) if census else None,
         "skipped_by_reason": json.dumps(dict(census.skipped)) if census else None,
-        "books_changed": result.books_changed,
-        "books_inserted": result.books_inserted,
-        "books_updated": result.books_updated,
-        "page_rows_sent": result.page_rows_sent,
-        "page_rows_inserted": result.page_rows_inserted,
-        "page_rows_updated": result.page_rows_updated,
-        "sessions_inserted": result.sessions_inserted,
-        "sessions_updated": result.sessions_updated,
-        "sessions_unchanged": result.sessions_unchanged,
-        "sessions_removed": result.sessions_removed,
+        "books_changed": counts.books_changed,
+        "books_inserted": counts.books_inserted,
+        "books_updated": counts.books_updated,
+        "page_rows_sent": counts.page_rows_sent,
+        "page_rows_inserted": counts.page_rows_inserted,
+        "page_rows_updated": counts.page_rows_updated,
+        "sessions_inserted": counts.sessions_inserted,
+        "sessions_updated": counts.sessions_updated,
+        "sessions_unchanged": counts.sessions_unchanged,
+        "sessions_removed": counts.sessions_removed,
         "error_message": error,
         "script_version": __version__,
         "exit_code": exit_code,
-        "source_newest": source.newest_start if source else None,
-        "source_modified": source.modified_at if source else None,
-        "notes": "; ".join(source.notes) if source and source.notes else None,
+        "source_newest": statistics.newest_start if statistics else None,
+        "source_modified": statistics.modified_at if statistics else None,
+        "notes": "; ".join(inputs.notes) if inputs and inputs.notes else None,
         # the reader's sync_status counts are INT: a count beyond it is capped, never a failed night
         "records_synced": min(census.rows_read, MAX_INTEGER) if census else None,
-        "records_created": min(result.sessions_inserted, MAX_INTEGER),
-        "records_updated": min(result.sessions_updated, MAX_INTEGER),
+        "records_created": min(counts.sessions_inserted, MAX_INTEGER),
+        "records_updated": min(counts.sessions_updated, MAX_INTEGER),
         "sync_duration_seconds": min(max(0, round(time.time() - config.started_at)), MAX_INTEGER),
     }
 
 
-def schema_is_current(cursor) -> bool:
-    """Whether the warehouse has this release's layout (a failed run records itself only there)."""
-    cursor.execute("SELECT to_regclass('bookhelper.schema_meta') IS NOT NULL")
-    if not cursor.fetchone()[0]:
-        return False
-    cursor.execute("SELECT value FROM bookhelper.schema_meta WHERE key = 'schema_version'")
-    return cursor.fetchone() == (str(SCHEMA_VERSION),)
-
-
-def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[Source], error: EtlError) -> None:
+def record_failed_run(config: Config, target: DatabaseTarget, inputs: Optional[RunInputs], error: EtlError) -> None:
     """Note a failed run in etl_runs and sync_status, in a transaction of its own. Best effort: a
     warehouse that cannot be reached cannot record it (--status then shows the time since the last run)."""
     try:
@@ -3941,7 +1829,7 @@ def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[S
         cursor = conn.cursor()
         if schema_is_current(cursor):
             cursor.execute("BEGIN;" + SESSION_SETTINGS_SQL + RUN_RECORD_SQL + "COMMIT;",
-                           run_record(config, source, None, "failed", str(error), error.exit_code))
+                           run_record(config, inputs, None, "failed", str(error), error.exit_code))
     except psycopg2.Error as exc:
         component_logger("DB").warning("could not record the failed run: %s", first_line(exc))
     finally:
@@ -3952,11 +1840,12 @@ def record_failed_run(config: Config, target: DatabaseTarget, source: Optional[S
 # Report
 # --------------------------------------------------------------------------------------
 
-def report_extract(source: Source) -> None:
+def report_extract(statistics: StatisticsSnapshot) -> None:
     extract_log = component_logger("EXTRACT")
-    census = source.census
+    census = statistics.census
     extract_log.info(
-        "read %s page rows and %d books (schema %d)", f"{census.rows_read:,}", len(source.books), source.schema_version
+        "read %s page rows and %d books (schema %d)", f"{census.rows_read:,}", len(statistics.books),
+        statistics.schema_version
     )
     transform_log = component_logger("TRANSFORM")
     if census.skipped:
@@ -3967,26 +1856,27 @@ def report_extract(source: Source) -> None:
     transform_log.info("%s valid page rows", f"{census.rows_valid:,}")
 
 
-def report_load(result: LoadResult, dry_run: bool) -> None:
+def report_load(result: RunResult, dry_run: bool) -> None:
     report_log = component_logger("REPORT")
     prefix = "dry run, would be: " if dry_run else ""
+    counts = result.statistics
     report_log.info(
         "%sbooks: %d inserted, %d updated (%d with new page rows or metadata)%s",
-        prefix, result.books_inserted, result.books_updated, result.books_changed,
-        f"; {result.books_adopted} of the new ones found as the warehouse's existing rows" if result.books_adopted
+        prefix, counts.books_inserted, counts.books_updated, counts.books_changed,
+        f"; {counts.books_adopted} of the new ones found as the warehouse's existing rows" if counts.books_adopted
         else "",
     )
     report_log.info(
         "%spage rows: %s sent, %s new, %s longer",
-        prefix, f"{result.page_rows_sent:,}", f"{result.page_rows_inserted:,}", f"{result.page_rows_updated:,}",
+        prefix, f"{counts.page_rows_sent:,}", f"{counts.page_rows_inserted:,}", f"{counts.page_rows_updated:,}",
     )
     report_log.info(
         "%ssessions: %d inserted, %d updated, %d unchanged, %d merged away",
-        prefix, result.sessions_inserted, result.sessions_updated, result.sessions_unchanged, result.sessions_removed,
+        prefix, counts.sessions_inserted, counts.sessions_updated, counts.sessions_unchanged, counts.sessions_removed,
     )
-    if result.sidecars_loaded:
-        report_log.info("%ssidecars: %d books' status and %d highlights, notes and bookmarks", prefix,
-                        result.sidecars_loaded, result.highlights_loaded)
+    for module, part in result.parts:
+        for line in module.summary(part):
+            report_log.info("%s%s", prefix, line)
     for title, device, start, minutes, pages, first, last, read in result.sample:
         report_log.info(
             "  sample: %s UTC | %s | %s | %d min | %d pages (%s-%s) | read %d",
@@ -3995,15 +1885,16 @@ def report_load(result: LoadResult, dry_run: bool) -> None:
         )
 
 
-def preview_from_file(source: Source, gap_seconds: int) -> None:
+def preview_from_file(statistics: StatisticsSnapshot, gap_seconds: int) -> None:
     """A dry run's report when no database answers: sessions as this file alone gives them."""
     report_log = component_logger("REPORT")
     title_of = {
-        id_book: source.books[key].title or key for key, ids in source.census.ids_by_key.items() for id_book in ids
+        id_book: statistics.books[key].title or key
+        for key, ids in statistics.census.ids_by_key.items() for id_book in ids
     }
     sessions_total, reads_total, books = 0, 0, 0
     latest: list[tuple[int, str, Session, int]] = []
-    for id_book, rows in extract_book_page_rows(source.conn, {i: i for i in title_of}, source.now):
+    for id_book, rows in extract_book_page_rows(statistics.conn, {i: i for i in title_of}, statistics.now):
         sessions = transform_sessions(rows, gap_seconds)
         numbers = number_reads(sessions)
         books += 1
@@ -4223,32 +2114,6 @@ class LogTail(logging.Handler):
 # --------------------------------------------------------------------------------------
 
 
-def extract_calibre(library: Path, workdir: Path, notes: list[str]) -> Optional[CalibreLibrary]:
-    """The Calibre library, or None with one warning when it cannot be read: the night's reading still loads."""
-    try:
-        calibre = extract_calibre_library(library, workdir)
-    except (sqlite3.Error, OSError, SourceMissing) as exc:
-        note = f"Calibre library skipped: {library}/metadata.db cannot be read ({first_line(exc)})"
-        component_logger("EXTRACT").warning("%s; the reading still loads, the next run tries again", note)
-        notes.append(note)
-        return None
-    component_logger("EXTRACT").info("read %d books of the Calibre library %s", len(calibre.books), library)
-    return calibre
-
-
-def extract_sidecars(folder: Path) -> dict[str, SidecarBook]:
-    """Read and transform the sidecars of ``folder``; a file that does not parse is a warning, never a failure."""
-    sidecar_files, skipped = find_sidecars(folder)
-    sidecars, unmatched = transform_sidecars(sidecar_files)
-    skipped.update(unmatched)
-    reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(skipped.items()))
-    component_logger("EXTRACT").info(
-        "read %d sidecars of %d books in %s%s", len(sidecar_files), len(sidecars), folder,
-        f"; skipped {sum(skipped.values())} ({reasons})" if skipped else "",
-    )
-    return sidecars
-
-
 def stale_warning(path: Path, newest_start: Optional[int], modified_at: float, now: int, days: int) -> Optional[str]:
     """A warning when neither the newest page row nor the file's modification is within ``days``:
     Syncthing has probably stopped bringing the file. None while the file looks current (or days is 0)."""
@@ -4264,7 +2129,7 @@ def stale_warning(path: Path, newest_start: Optional[int], modified_at: float, n
             f"syncs the device (folder paused, device offline, a .sync-conflict file beside it)")
 
 
-def extract(config: Config, workdir: Path) -> Source:
+def extract(config: Config, workdir: Path) -> StatisticsSnapshot:
     """Snapshot, check and census the statistics file."""
     now = int(time.time())
     conn, version = open_snapshot(config.stats_db, workdir)
@@ -4280,12 +2145,26 @@ def extract(config: Config, workdir: Path) -> Source:
         ids_of_key.setdefault(key, []).append(id_book)
     # The newest start of a book with rows dated after the valid window is unknown, so it is left out.
     bounds = page_row_bounds(now)
-    starts = [fp.last_start for fp in census.fingerprints.values()
-              if fp.row_count and bounds["earliest"] <= fp.last_start <= bounds["latest"]]
-    source = Source(conn, version, now, books, census, ids_of_key, modified_at, newest_start=max(starts, default=None))
-    source.stale_warning = stale_warning(config.stats_db, source.newest_start, modified_at, now,
-                                         config.stale_after_days)
-    return source
+    newest_start = max((fp.last_start for fp in census.fingerprints.values()
+                        if fp.row_count and bounds["earliest"] <= fp.last_start <= bounds["latest"]), default=None)
+    return StatisticsSnapshot(conn, version, now, books, census, ids_of_key, modified_at, newest_start,
+                              stale_warning(config.stats_db, newest_start, modified_at, now, config.stale_after_days))
+
+
+def extract_optional(config: Config, workdir: Path) -> tuple[tuple, tuple[str, ...]]:
+    """Each configured optional source's snapshot, in the registry's order, and a note for each one that
+    cannot be read tonight (a warning: the rest of the night loads)."""
+    snapshots, notes = [], []
+    for module in SOURCES:
+        options = config.sources.get(module.NAME)
+        if options is None:
+            continue
+        try:
+            snapshots.append((module, module.extract(options, workdir)))
+        except SourceSkipped as exc:
+            component_logger("EXTRACT").warning("%s; the reading still loads, the next run tries again", exc)
+            notes.append(str(exc))
+    return tuple(snapshots), tuple(notes)
 
 
 def run(config: Config) -> int:
@@ -4304,27 +2183,24 @@ def run(config: Config) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="bookhelper-etl-") as workdir:
         try:
-            source = extract(config, Path(workdir))
+            statistics = extract(config, Path(workdir))
         except (SourceMissing, SourceUnusable) as exc:
             if target and not config.dry_run:
                 record_failed_run(config, target, None, exc)
             raise
         try:
-            if config.sidecar_dir:
-                source.sidecars = extract_sidecars(config.sidecar_dir)
-            if config.calibre_library:
-                source.calibre = extract_calibre(config.calibre_library, Path(workdir), source.notes)
-            report_extract(source)
+            inputs = RunInputs(statistics, *extract_optional(config, Path(workdir)))
+            report_extract(statistics)
             if target is None:
                 etl_log.warning("no database configured; previewing from the file alone")
-                preview_from_file(source, config.gap_seconds)
+                preview_from_file(statistics, config.gap_seconds)
                 return EXIT_OK
-            return load_and_report(config, source, target)
+            return load_and_report(config, inputs, target)
         finally:
-            source.conn.close()
+            statistics.conn.close()
 
 
-def load_and_report(config: Config, source: Source, target: DatabaseTarget) -> int:
+def load_and_report(config: Config, inputs: RunInputs, target: DatabaseTarget) -> int:
     etl_log = component_logger("ETL")
     started = time.monotonic()
     if target.embedded_dir:
@@ -4332,7 +2208,7 @@ def load_and_report(config: Config, source: Source, target: DatabaseTarget) -> i
     try:
         try:
             result = with_retries(
-                config, target, lambda conn: load(conn, config, source, target),
+                config, target, lambda conn: load(conn, config, inputs, target),
                 attempts=1 if config.dry_run else None,
             )
         except sqlite3.DatabaseError as exc:  # the file failed while its rows were being sent
@@ -4341,36 +2217,36 @@ def load_and_report(config: Config, source: Source, target: DatabaseTarget) -> i
         if not config.dry_run:
             raise
         etl_log.warning("%s", exc)
-        preview_from_file(source, config.gap_seconds)
+        preview_from_file(inputs.statistics, config.gap_seconds)
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - recorded, then raised again as it is
         if not config.dry_run and not isinstance(exc, Terminated):
             failure = exc if isinstance(exc, EtlError) else EtlError(f"internal error: {first_line(exc)}")
-            record_failed_run(config, target, source, failure)
+            record_failed_run(config, target, inputs, failure)
         raise
     report_load(result, config.dry_run)
     elapsed = time.monotonic() - started
-    rate = source.census.rows_read / elapsed if elapsed > 0 else 0
+    rate = inputs.statistics.census.rows_read / elapsed if elapsed > 0 else 0
     if config.dry_run:
         etl_log.info("dry run finished in %.1f s; nothing was written", elapsed)
-    elif source.census.rows_read == 0:
+    elif inputs.statistics.census.rows_read == 0:
         etl_log.info("success in %.1f s: the file holds no page rows yet, 0 sessions", elapsed)
     else:
         etl_log.info("success in %.1f s (%s rows/s)", elapsed, f"{rate:,.0f}")
     if config.report_file and not config.dry_run:
         write_report_file(config, target, config.report_file)
-    if source.stale_warning:
-        etl_log.warning("%s", source.stale_warning)
+    if inputs.statistics.stale_warning:
+        etl_log.warning("%s", inputs.statistics.stale_warning)
         return EXIT_STALE
     return EXIT_OK
 
 
 def write_report_file(config: Config, target: DatabaseTarget, path: Path) -> None:
-    """Write the HTML report (bookhelper_report.py, beside this script) from the warehouse."""
-    import bookhelper_report
+    """Write the HTML report (bookhelper/report.py) from the warehouse."""
+    from bookhelper.report import write_report
 
     try:
-        summary = with_retries(config, target, lambda conn: bookhelper_report.write_report(conn, path))
+        summary = with_retries(config, target, lambda conn: write_report(conn, path))
     except OSError as exc:
         raise ConfigError(
             f"cannot write the report {path}: {exc.strerror}; check ETL_REPORT_FILE or --report") from None

@@ -107,7 +107,11 @@ as_user "$venv/bin/python" -I -c 'import psycopg2, dotenv' ||
 # The script runs with the venv's interpreter however it is started; so does the command.
 sed "1s|^#!.*|#!$prefix/venv/bin/python|" "$source_dir/extract_koreader_stats.py" > "$app/extract_koreader_stats.py"
 chmod 0755 "$app/extract_koreader_stats.py"
-install -m 0644 "$source_dir/bookhelper_report.py" "$app/"
+# The package beside the script (sources, schema, report), replaced whole so no module of an older release
+# stays behind (1.x-3.0 shipped bookhelper_report.py beside the script).
+rm -rf "$app/bookhelper" "$app/bookhelper_report.py"
+install -d -m 0755 "$app/bookhelper"
+install -m 0644 "$source_dir"/bookhelper/*.py "$app/bookhelper/"
 printf '#!/bin/sh\n# bookhelper-etl, installed by install.sh: the job with its own virtualenv.\nexec %s %s "$@"\n' \
   "$prefix/venv/bin/python" "$prefix/extract_koreader_stats.py" > "$bin/bookhelper-etl"
 chmod 0755 "$bin/bookhelper-etl"

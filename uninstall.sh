@@ -51,7 +51,7 @@ done
 rm -f "$units"/bookhelper-etl.service "$units"/bookhelper-etl.timer \
       "$units"/bookhelper-etl@.service "$units"/bookhelper-etl@.timer \
       "$destdir/etc/logrotate.d/bookhelper-etl" "$destdir/usr/local/bin/bookhelper-etl"
-rm -rf "$app/venv" "$app/docs"
+rm -rf "$app/venv" "$app/docs" "$app/bookhelper"
 rm -f "$app/extract_koreader_stats.py" "$app/bookhelper_report.py" "$app/requirements.txt" "$app/.env.example"
 dropins=("$units"/bookhelper-etl.service.d "$units"/bookhelper-etl.timer.d \
          "$units"/bookhelper-etl@*.service.d "$units"/bookhelper-etl@*.timer.d)

@@ -35,8 +35,9 @@ from latency_proxy import LatencyProxy  # noqa: E402
 from pgtools import upstream_address  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
-import bookhelper_report  # noqa: E402
 import extract_koreader_stats as etl  # noqa: E402
+from bookhelper import report as bookhelper_report  # noqa: E402
+from bookhelper.sessions import number_reads, transform_sessions  # noqa: E402
 
 TARGET_RSS_MB = 64
 
@@ -132,8 +133,8 @@ def file_sessions(stats: Path):
     ids = {i: i for (i,) in conn.execute("SELECT id FROM book")}
     sessions = []
     for id_book, rows in etl.extract_book_page_rows(conn, ids, int(time.time())):
-        found = etl.transform_sessions(rows, 1800)
-        sessions += [(id_book, s, n) for s, n in zip(found, etl.number_reads(found))]
+        found = transform_sessions(rows, 1800)
+        sessions += [(id_book, s, n) for s, n in zip(found, number_reads(found))]
     conn.close()
     return count, sessions
 

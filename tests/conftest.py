@@ -18,14 +18,11 @@ SCRIPT = ROOT / "extract_koreader_stats.py"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-# Settings the tests never inherit from the machine running them.
-ISOLATED_SETTINGS = (
-    "DATABASE_URL", "KOREADER_STATS_DB", "NEON_HOST", "NEON_USER", "NEON_PASSWORD", "NEON_DATABASE",
-    "NEON_PORT", "ETL_DEVICE", "ETL_TIMEZONE", "ETL_DEVICE_CLOCK", "ETL_GAP_MINUTES", "ETL_LOG_FILE",
-    "ETL_MAX_RETRIES", "ETL_RETRY_MAX_SECONDS", "ETL_CONNECT_TIMEOUT", "ETL_LOCK_WAIT_SECONDS",
-    "ETL_STATEMENT_TIMEOUT", "ETL_HEALTHCHECK_URL", "ETL_HEALTHCHECK_TIMEOUT", "ETL_STALE_AFTER_DAYS",
-    "ETL_REPORT_FILE", "JOURNAL_STREAM", "PGSSLMODE", "PGHOST",
-)
+import extract_koreader_stats  # noqa: E402 - after the path above
+
+# Settings the tests never inherit from the machine running them: every setting of the job (derived, so a
+# new source's setting is never forgotten) and what changes how it logs or connects.
+ISOLATED_SETTINGS = tuple(s.env for s in extract_koreader_stats.SETTINGS) + ("JOURNAL_STREAM", "PGSSLMODE", "PGHOST")
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ import pytest
 from calibre_generator import build_scenario
 from conftest import query
 
-import extract_koreader_stats as etl_module
+from bookhelper.core import clean_text, make_book_key, normalise_md5, split_authors
+from bookhelper.matching import isbn_columns
 
 MATCHES = """
     SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN book_keys b USING (book_id) ORDER BY 1"""
@@ -15,9 +16,9 @@ MATCHES = """
 
 def key_of(book):
     """The warehouse key of a statistics book, by the ETL's own rule."""
-    file_hash = etl_module.normalise_md5(book.md5)
-    title, authors = etl_module.clean_text(book.title), etl_module.split_authors(book.authors)
-    return etl_module.make_book_key(file_hash, title, authors)
+    file_hash = normalise_md5(book.md5)
+    title, authors = clean_text(book.title), split_authors(book.authors)
+    return make_book_key(file_hash, title, authors)
 
 
 @pytest.fixture
@@ -68,7 +69,7 @@ def test_publishers_editions_tags_and_identifiers_land_as_whole_rows(etl, databa
         formats = sorted({f.format for f in book.formats}) or [None]
         published = None if book.pubdate.startswith("0101") else book.pubdate[:10]
         isbn = book.identifiers.get("isbn")
-        isbn_13, isbn_10 = etl_module.isbn_columns(isbn) if isbn else (None, None)
+        isbn_13, isbn_10 = isbn_columns(isbn) if isbn else (None, None)
         expected_editions += [(key, isbn_13 or isbn_10, fmt, book.publisher, book.id, uuids[book.id],
                                published, int(published[:4]) if published else None) for fmt in formats]
         # The publisher is a row of the reader's publishers, which the book (empty there before) refers to.

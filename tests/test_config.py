@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, cli_env, run_cli
 from generator import generate
 
 import extract_koreader_stats as etl_module
@@ -131,3 +131,11 @@ def test_is_local_host():
     assert not etl_module.is_local_host("ep-cool-123.eu-central-1.aws.neon.tech")
     assert not etl_module.is_local_host("localhost,db.example.com")
     assert Path(etl_module.default_embedded_dir()).name == "postgres"
+
+
+def test_no_setting_exported_on_the_machine_reaches_a_run_of_the_suite(monkeypatch):
+    for setting in etl_module.SETTINGS:
+        monkeypatch.setenv(setting.env, "/exported/by/the/developer")
+    env = cli_env(ETL_DEVICE="chosen-by-the-test")
+    assert [s.env for s in etl_module.SETTINGS if s.env in env] == ["ETL_DEVICE"]
+    assert {"KOREADER_SIDECAR_DIR", "CALIBRE_LIBRARY"} <= {s.env for s in etl_module.SETTINGS}

@@ -9,7 +9,7 @@ from conftest import query, run_cli
 from generator import Book, make_books, simulate_reading, write_statistics_file
 from warehouse import book_seconds, warehouse_state
 
-import extract_koreader_stats as etl_module
+from bookhelper.sessions import READ_NAMESPACE
 
 T0 = 1_700_000_000
 
@@ -165,7 +165,7 @@ def test_read_ids_are_stable_across_reruns_and_machines(tmp_path, etl, database_
     elsewhere = new_database()
     assert run_cli("--stats-db", stats, env_file=empty_env_file, DATABASE_URL=elsewhere).returncode == 0
 
-    expected = [(n, str(uuid.uuid3(etl_module.READ_NAMESPACE, f"md5:{'f' * 32}/read/{n}"))) for n in (1, 2)]
+    expected = [(n, str(uuid.uuid3(READ_NAMESPACE, f"md5:{'f' * 32}/read/{n}"))) for n in (1, 2)]
     assert ids == expected
     assert query(database_url, "SELECT read_number, read_instance_id FROM reading_sessions ORDER BY start_time") == ids
     assert query(elsewhere, "SELECT read_number, read_instance_id FROM reading_sessions ORDER BY start_time") == ids

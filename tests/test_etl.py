@@ -10,6 +10,8 @@ from generator import Book, close_wal_writers, generate, write_statistics_file
 from warehouse import book_seconds, table_names, warehouse_state
 
 import extract_koreader_stats as etl_module
+from bookhelper.core import make_book_key
+from bookhelper.sessions import READ_NAMESPACE
 
 UTC = datetime.timezone.utc
 MD5_A = "a" * 32
@@ -22,7 +24,7 @@ def at(epoch):
 
 
 def read_id(book_key, number):
-    return str(uuid.uuid3(etl_module.READ_NAMESPACE, f"{book_key}/read/{number}"))
+    return str(uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{number}"))
 
 
 def two_books():
@@ -49,7 +51,7 @@ def test_first_load_lands_whole_rows(tmp_path, etl, database_url):
     result = etl(stats)
 
     assert result.returncode == 0, result.stderr
-    notes_key = etl_module.make_book_key(None, "Notes", ())
+    notes_key = make_book_key(None, "Notes", ())
     state = warehouse_state(database_url)
     assert state["books"] == sorted([
         (f"md5:{MD5_A}", "Good Omens", "Terry Pratchett", MD5_A, 400, "en", None, "koreader"),

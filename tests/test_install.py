@@ -120,6 +120,12 @@ def test_install_puts_everything_in_place_with_the_right_owners_and_modes(staged
     script = (app / "extract_koreader_stats.py").read_text().splitlines()
     assert script[0] == f"#!{PREFIX}/venv/bin/python"
     assert script[1:] == (ROOT / "extract_koreader_stats.py").read_text().splitlines()[1:]
+    # The package beside it: every module, as it is in the checkout, and nothing else.
+    shipped = sorted(p.name for p in (app / "bookhelper").iterdir())
+    assert shipped == sorted(p.name for p in (ROOT / "bookhelper").glob("*.py"))
+    for name in shipped:
+        assert owner(app / "bookhelper" / name) == ("root", 0o644)
+        assert (app / "bookhelper" / name).read_bytes() == (ROOT / "bookhelper" / name).read_bytes()
     wrapper = destdir / "usr/local/bin/bookhelper-etl"
     assert owner(wrapper) == ("root", 0o755)
     assert wrapper.read_text().splitlines()[-1] == \

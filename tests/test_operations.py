@@ -12,6 +12,7 @@ from conftest import SCRIPT, cli_env, query, run_cli
 from generator import generate
 
 import extract_koreader_stats as etl_module
+from bookhelper.core import component_logger
 
 
 def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):
@@ -19,7 +20,7 @@ def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):
     etl_module.setup_logging(-1)
     try:
         etl_module.add_log_file(log_file, "--log-file", 0)
-        logger = etl_module.component_logger("ETL")
+        logger = component_logger("ETL")
         logger.info("first line")
         log_file.rename(tmp_path / "bookhelper-etl.log.1")  # what logrotate does without copytruncate
         logger.info("second line")

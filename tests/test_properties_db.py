@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from warehouse import warehouse_state
 
 import extract_koreader_stats as etl_module
+from bookhelper.sessions import number_reads, transform_sessions
 
 T0 = 1_700_000_000
 GAP = 1800
@@ -70,8 +71,8 @@ def test_property_sessions_in_the_warehouse_follow_the_python_rule(rows, databas
 
     for book in BOOKS:
         book_rows = [(p, s, d, t) for b, p, s, d, t in rows if b == book.id]
-        expected = etl_module.transform_sessions(book_rows, GAP)
-        reads = etl_module.number_reads(expected)
+        expected = transform_sessions(book_rows, GAP)
+        reads = number_reads(expected)
         stored = query(
             database_url,
             """SELECT extract(epoch FROM start_time)::bigint, extract(epoch FROM end_time)::bigint,

@@ -1,4 +1,4 @@
-"""The reading report (bookhelper_report.py): exact figures, read-only, self-contained, seen by a real browser."""
+"""The reading report (bookhelper/report.py): exact figures, read-only, self-contained, seen by a real browser."""
 
 import base64
 import datetime
@@ -28,8 +28,8 @@ from pgtools import upstream_address
 from psycopg2 import sql
 from warehouse import warehouse_state
 
-import bookhelper_report as report
 from benchmarks.latency_proxy import LatencyProxy
+from bookhelper import report
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 HOSTILE_TITLE = 'Midnight </script><script>alert("x")</script> & <Friends>'

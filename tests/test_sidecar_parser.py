@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sidecar_generator import NotLoadable, loaded_value, sidecar_text, write_sidecars
 
-from extract_koreader_stats import LuaDataError, lua_list, parse_lua_data
+from bookhelper.luadata import LuaDataError, lua_list, parse_lua_data
 
 LUA = lupa.luajit21.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
 # Load as data: no globals at all, so `inf` and `nan` are nil as in KOReader, and no code can reach anything.

@@ -11,7 +11,7 @@ from conftest import query
 from generator import Book, generate, write_statistics_file
 from sidecar_generator import books_from_statistics, dump_lua, write_sidecars
 
-import extract_koreader_stats as etl_module
+from bookhelper.sidecars import SidecarFile, transform_sidecar
 
 T0 = 1_700_000_000
 MD5 = "ab" * 16
@@ -126,7 +126,7 @@ def test_a_generated_device_folder_loads_what_koreader_would_read(tmp_path, etl,
     read = [f for f in files if f.koreader_reads]
     expected = {}
     for sidecar in read:
-        book = etl_module.transform_sidecar(etl_module.SidecarFile("x", "h", 0, sidecar.expected))
+        book = transform_sidecar(SidecarFile("x", "h", 0, sidecar.expected))
         expected[book.book.book_key] = (book.status, book.rating, len(book.highlights))
     stored = query(database_url, """SELECT b.book_key, s.status, s.rating,
                                            (SELECT count(*) FROM highlights h WHERE h.book_id = s.book_id)::int

@@ -3,21 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from extract_koreader_stats import (
-    Book,
-    Fingerprint,
-    Session,
-    changed_book_keys,
-    clean_text,
-    make_book_key,
-    normalise_md5,
-    number_reads,
-    split_authors,
-    transform_book,
-    transform_books,
-    transform_census,
-    transform_sessions,
-)
+from bookhelper.core import Book, clean_text, make_book_key, normalise_md5, split_authors
+from bookhelper.sessions import Session, number_reads, transform_sessions
+from extract_koreader_stats import Fingerprint, changed_book_keys, transform_book, transform_books, transform_census
 
 GAP = 1800
 

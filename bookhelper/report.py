@@ -20,6 +20,8 @@ import zoneinfo
 from pathlib import Path
 from typing import Optional
 
+from bookhelper.schema import RELATIONS
+
 # The layout of the embedded JSON; raise it when a key changes meaning or disappears.
 REPORT_FORMAT = 1
 
@@ -29,12 +31,10 @@ REPORT_FORMAT = 1
 
 # A statement cannot name a view that may be missing, so the first round trip asks the catalog
 # which exist (it reads nothing else).
-CATALOG_SQL = """
-SELECT to_regclass('bookhelper.devices') IS NOT NULL AND to_regclass('public.reading_sessions') IS NOT NULL
-       AND to_regclass('bookhelper.book_reading') IS NOT NULL AND to_regclass('bookhelper.reading_days') IS NOT NULL
-       AND to_regclass('bookhelper.author_reading') IS NOT NULL,
-       to_regclass('bookhelper.finished_books') IS NOT NULL
-"""
+REQUIRED_RELATIONS = tuple(RELATIONS[name] for name in (
+    "devices", "reading_sessions", "book_reading", "reading_days", "reading_streaks", "author_reading"))
+CATALOG_SQL = "SELECT " + " AND ".join(f"to_regclass('{name}') IS NOT NULL" for name in REQUIRED_RELATIONS) + (
+    f", to_regclass('{RELATIONS['finished_books']}') IS NOT NULL")
 
 # The second is the report's one transaction: the statements of one query string run as one
 # implicit transaction, made read-only by its first statement. The report's zone is the zone of
@@ -58,9 +58,7 @@ local_sessions AS MATERIALIZED (
     WHERE s.data_source = 'koreader'
 ),
 streaks AS (
-    SELECT min(day) AS first_day, max(day) AS last_day, count(*) AS days
-    FROM (SELECT day, day - (row_number() OVER (ORDER BY day))::integer AS streak FROM day_totals) AS numbered
-    GROUP BY streak
+    SELECT first_day, last_day, days FROM bookhelper.reading_streaks
 ),
 day_years AS (
     SELECT extract(year FROM day)::integer AS year, sum(seconds) AS reading_seconds, count(*) AS days_read,

@@ -1,0 +1,835 @@
+"""The warehouse's schema, its one owner: the reader's objects (created only where missing), the job's
+own schema ``bookhelper``, the upgrades of older releases' warehouses, and the SQL renderings of rules that
+several statements share."""
+
+import re
+from dataclasses import dataclass
+
+from bookhelper.core import STATS_SOURCE, UNTITLED, ConfigError, component_logger
+from bookhelper.sessions import REACHES_END_SQL
+
+SCHEMA_VERSION = 3
+
+
+def merge_page_views(columns: str, rows: str) -> str:
+    """The one rendering of the page-view rule: of the views of one page at one start time, the longest is
+    kept, whoever sent it and how often (a re-sent or grown row never doubles a page's time). ``columns``
+    are the book id, page, start epoch, duration, total pages and device id of ``rows``."""
+    return (f"INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)\n"
+            f"SELECT DISTINCT ON (1, 2, 3) {columns}\nFROM {rows}\nORDER BY 1, 2, 3, 4 DESC\n"
+            "ON CONFLICT (book_id, page, start_epoch) DO UPDATE\n"
+            "    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages\n"
+            "    WHERE EXCLUDED.duration > pv.duration")
+
+
+def same_name(column: str, other: str) -> str:
+    """The one rendering of a name lookup in the job's name tables (author_names, tags): through their md5
+    index (a name may be longer than a btree entry holds), then the name itself."""
+    return f"md5({column}) = md5({other}) AND {column} = {other}"
+
+
+# The reader's warehouse, as their own scripts create it (../shared/reader-warehouse/): created here only
+# where it is missing, so that a fresh database and one the reader initialised hold the same public schema.
+# Nothing here alters an object that exists; a test compares the catalog with the reader's scripts.
+READER_SCHEMA_DDL = """
+CREATE TABLE IF NOT EXISTS public.authors (
+    author_id           serial PRIMARY KEY,
+    author_name         varchar(255) NOT NULL,
+    alternate_names     jsonb DEFAULT '[]',
+    author_slug         varchar(255),
+    author_hardcover_id varchar(100) UNIQUE,
+    book_count          integer,
+    contributions       jsonb DEFAULT '[]',
+    born_year           integer,
+    is_bipoc            boolean DEFAULT false,
+    is_lgbtq            boolean DEFAULT false,
+    identifiers         jsonb DEFAULT '{}',
+    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at          timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_authors_hardcover_id ON public.authors (author_hardcover_id);
+CREATE INDEX IF NOT EXISTS idx_authors_name ON public.authors (author_name);
+CREATE INDEX IF NOT EXISTS idx_authors_diversity ON public.authors (is_bipoc, is_lgbtq)
+    WHERE is_bipoc = true OR is_lgbtq = true;
+CREATE TABLE IF NOT EXISTS public.publishers (
+    publisher_id           serial PRIMARY KEY,
+    publisher_name         varchar(255) NOT NULL UNIQUE,
+    alternate_names        text[] DEFAULT '{}',
+    publisher_hardcover_id integer UNIQUE,
+    canonical_hardcover_id integer,
+    parent_id              integer,
+    parent_publisher       varchar(255),
+    country                varchar(100),
+    notes                  text,
+    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_publishers_hardcover_id ON public.publishers (publisher_hardcover_id);
+CREATE INDEX IF NOT EXISTS idx_publishers_canonical_id ON public.publishers (canonical_hardcover_id);
+CREATE TABLE IF NOT EXISTS public.books (
+    book_id                serial PRIMARY KEY,
+    title                  varchar(255) NOT NULL,
+    author                 varchar(255),
+    author_id              integer REFERENCES public.authors (author_id) ON DELETE SET NULL,
+    isbn_13                varchar(20),
+    isbn_10                varchar(20),
+    asin                   varchar(20),
+    hardcover_book_id      varchar(100),
+    publisher_id           integer REFERENCES public.publishers (publisher_id) ON DELETE SET NULL,
+    publisher_name         varchar(255),
+    series_name            varchar(255),
+    series_number          numeric(5,2),
+    page_count             integer,
+    audio_seconds          integer,
+    language               char(2) DEFAULT 'en',
+    published_date         date,
+    description            text,
+    hardcover_rating       numeric(3,2),
+    hardcover_rating_count integer,
+    user_rating            numeric(3,2),
+    user_rating_date       timestamp,
+    author_hardcover_id    varchar(100),
+    is_bipoc               boolean DEFAULT false,
+    is_lgbtq               boolean DEFAULT false,
+    author_birth_year      integer,
+    author_books_count     integer,
+    genres                 jsonb DEFAULT '[]',
+    moods                  jsonb DEFAULT '[]',
+    content_warnings       jsonb DEFAULT '[]',
+    cached_tags            jsonb DEFAULT '[]',
+    alternative_titles     jsonb DEFAULT '[]',
+    activities_count       integer,
+    cover_color            jsonb,
+    users_read_count       integer,
+    users_count            integer,
+    file_hash              varchar(32),
+    notes                  integer DEFAULT 0,
+    highlights             integer DEFAULT 0,
+    source                 varchar(50) DEFAULT 'koreader',
+    device_stats_source    varchar(100),
+    cover_url              text,
+    user_owns_ebook        boolean DEFAULT false,
+    user_owns_audiobook    boolean DEFAULT false,
+    user_owns_physical     boolean DEFAULT false,
+    user_reading_status    varchar(50),
+    user_added_date        timestamp,
+    media_types_owned      text[] DEFAULT '{"ebook"}',
+    owned_physical_formats text[] DEFAULT '{}',
+    owned_special_editions text[] DEFAULT '{}',
+    read_count             integer DEFAULT 1,
+    created_at             timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at             timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_books_isbn_13 ON public.books (isbn_13);
+CREATE INDEX IF NOT EXISTS idx_books_asin ON public.books (asin);
+CREATE INDEX IF NOT EXISTS idx_books_author_id ON public.books (author_id);
+CREATE INDEX IF NOT EXISTS idx_books_hardcover_id ON public.books (hardcover_book_id);
+CREATE INDEX IF NOT EXISTS idx_books_publisher_id ON public.books (publisher_id);
+CREATE INDEX IF NOT EXISTS idx_books_source ON public.books (source);
+CREATE INDEX IF NOT EXISTS idx_books_published_date ON public.books (published_date);
+CREATE INDEX IF NOT EXISTS idx_books_cached_tags ON public.books USING gin (cached_tags);
+CREATE INDEX IF NOT EXISTS idx_books_genres ON public.books USING gin (genres);
+CREATE INDEX IF NOT EXISTS idx_books_moods ON public.books USING gin (moods);
+CREATE INDEX IF NOT EXISTS idx_books_content_warnings ON public.books USING gin (content_warnings);
+CREATE INDEX IF NOT EXISTS idx_books_author_diversity ON public.books (author_id, is_bipoc, is_lgbtq);
+CREATE INDEX IF NOT EXISTS idx_books_user_ownership ON public.books (user_owns_ebook, user_owns_audiobook,
+    user_owns_physical) WHERE user_owns_ebook = true OR user_owns_audiobook = true OR user_owns_physical = true;
+CREATE INDEX IF NOT EXISTS idx_books_reading_status ON public.books (user_reading_status)
+    WHERE user_reading_status IS NOT NULL;
+CREATE TABLE IF NOT EXISTS public.book_editions (
+    edition_id       serial PRIMARY KEY,
+    book_id          integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
+    edition_format   varchar(50),
+    edition_name     varchar(255),
+    publication_year integer,
+    publisher_specific varchar(255),
+    isbn_specific    varchar(20),
+    language         varchar(10),
+    pages            integer,
+    audio_seconds    integer,
+    release_date     date,
+    condition        varchar(50),
+    notes            text,
+    date_acquired    date,
+    display_location varchar(100),
+    created_at       timestamp DEFAULT CURRENT_TIMESTAMP
+);
+CREATE INDEX IF NOT EXISTS idx_book_editions_book_id ON public.book_editions (book_id);
+CREATE INDEX IF NOT EXISTS idx_book_editions_format ON public.book_editions (edition_format);
+CREATE INDEX IF NOT EXISTS idx_book_editions_format_book ON public.book_editions (edition_format, book_id);
+CREATE TABLE IF NOT EXISTS public.reading_sessions (
+    session_id          bigserial PRIMARY KEY,
+    book_id             integer NOT NULL REFERENCES public.books (book_id) ON DELETE CASCADE,
+    start_time          timestamp NOT NULL,
+    duration_minutes    integer NOT NULL,
+    device              varchar(50) NOT NULL,
+    media_type          varchar(20) DEFAULT 'ebook',
+    pages_read          integer,
+    read_instance_id    uuid DEFAULT gen_random_uuid(),
+    is_parallel_read    boolean DEFAULT false,
+    read_number         integer DEFAULT 1,
+    end_time            timestamp,
+    data_source         varchar(50) DEFAULT 'koreader',
+    device_stats_source varchar(100),
+    created_at          timestamp DEFAULT CURRENT_TIMESTAMP,
+    UNIQUE (book_id, start_time, device),
+    CONSTRAINT duration_positive CHECK (duration_minutes > 0),
+    CONSTRAINT valid_start_time CHECK (start_time <= CURRENT_TIMESTAMP)
+);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_id ON public.reading_sessions (book_id);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_start_time ON public.reading_sessions (start_time);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_device ON public.reading_sessions (device);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_media_type ON public.reading_sessions (media_type);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_data_source ON public.reading_sessions (data_source);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_read_instance ON public.reading_sessions (read_instance_id);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_book_date ON public.reading_sessions (book_id, start_time DESC);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_date_device ON public.reading_sessions (start_time DESC, device);
+CREATE INDEX IF NOT EXISTS idx_reading_sessions_parallel ON public.reading_sessions (is_parallel_read,
+    read_instance_id) WHERE is_parallel_read = true;
+CREATE TABLE IF NOT EXISTS public.sync_status (
+    sync_id               serial PRIMARY KEY,
+    source_name           varchar(50) NOT NULL UNIQUE,
+    last_sync_time        timestamp,
+    last_sync_cursor      varchar(255),
+    records_synced        integer DEFAULT 0,
+    records_created       integer DEFAULT 0,
+    records_updated       integer DEFAULT 0,
+    sync_status           varchar(50) DEFAULT 'pending',
+    error_message         text,
+    sync_duration_seconds integer,
+    next_scheduled_sync   timestamp,
+    sync_mode             varchar(50) DEFAULT 'incremental',
+    created_at            timestamp DEFAULT CURRENT_TIMESTAMP,
+    updated_at            timestamp DEFAULT CURRENT_TIMESTAMP
+);
+DO $reader$
+BEGIN
+    IF to_regclass('public.book_stats') IS NULL THEN
+        CREATE VIEW public.book_stats AS
+        SELECT b.book_id, b.title, b.author,
+               max(rs.start_time) AS last_opened,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_read_time_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_read_time_audio_minutes,
+               sum(rs.duration_minutes) AS total_read_time_minutes,
+               sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') AS total_pages_read_ebook,
+               count(*) FILTER (WHERE rs.media_type = 'ebook') AS ebook_session_count,
+               count(*) FILTER (WHERE rs.media_type = 'audiobook') AS audiobook_session_count,
+               count(*) AS total_sessions,
+               count(DISTINCT rs.read_instance_id) AS read_count,
+               CASE WHEN sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook') > 0
+                    THEN round(sum(rs.pages_read) FILTER (WHERE rs.media_type = 'ebook')::numeric
+                               / NULLIF(sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook'), 0), 2)
+               END AS avg_reading_speed_pages_per_minute
+        FROM public.books b LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY b.book_id, b.title, b.author;
+    END IF;
+    IF to_regclass('public.reading_timeline') IS NULL THEN
+        CREATE VIEW public.reading_timeline AS
+        SELECT rs.session_id, rs.start_time, rs.end_time, rs.duration_minutes, rs.pages_read, rs.media_type,
+               rs.device, rs.data_source, rs.read_instance_id, rs.is_parallel_read, rs.read_number, b.book_id,
+               b.title, b.author, b.series_name, b.series_number, b.cached_tags, p.publisher_name AS publisher,
+               a.author_name
+        FROM public.reading_sessions rs
+        JOIN public.books b ON rs.book_id = b.book_id
+        LEFT JOIN public.publishers p ON b.publisher_id = p.publisher_id
+        LEFT JOIN public.authors a ON b.author_id = a.author_id
+        ORDER BY rs.start_time DESC;
+    END IF;
+    IF to_regclass('public.publisher_analytics') IS NULL THEN
+        CREATE VIEW public.publisher_analytics AS
+        SELECT p.publisher_id, p.publisher_name, p.parent_id,
+               count(DISTINCT b.book_id) AS books_read,
+               count(DISTINCT rs.session_id) AS total_sessions,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
+               avg(b.hardcover_rating) AS avg_hardcover_rating,
+               avg(b.user_rating) AS avg_user_rating
+        FROM public.publishers p
+        LEFT JOIN public.books b ON p.publisher_id = b.publisher_id
+        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY p.publisher_id, p.publisher_name, p.parent_id;
+    END IF;
+    IF to_regclass('public.author_analytics') IS NULL THEN
+        CREATE VIEW public.author_analytics AS
+        SELECT a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq,
+               count(DISTINCT b.book_id) AS books_read,
+               count(DISTINCT rs.session_id) AS total_sessions,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'ebook') AS total_ebook_minutes,
+               sum(rs.duration_minutes) FILTER (WHERE rs.media_type = 'audiobook') AS total_audio_minutes,
+               avg(b.hardcover_rating) AS avg_hardcover_rating,
+               avg(b.user_rating) AS avg_user_rating
+        FROM public.authors a
+        LEFT JOIN public.books b ON a.author_id = b.author_id
+        LEFT JOIN public.reading_sessions rs ON b.book_id = rs.book_id
+        GROUP BY a.author_id, a.author_name, a.born_year, a.is_bipoc, a.is_lgbtq;
+    END IF;
+    IF to_regclass('public.tandem_reading_sessions') IS NULL THEN
+        CREATE VIEW public.tandem_reading_sessions AS
+        SELECT read_instance_id, book_id,
+               count(*) AS session_count,
+               count(DISTINCT media_type) AS distinct_media_types,
+               min(start_time) AS instance_start,
+               max(end_time) AS instance_end,
+               string_agg(DISTINCT media_type, ', ' ORDER BY media_type) AS media_types_combined,
+               sum(duration_minutes) AS total_duration_all_formats,
+               extract(epoch FROM (max(end_time) - min(start_time))) / 60 AS overlap_aware_duration_minutes
+        FROM public.reading_sessions
+        WHERE is_parallel_read = true
+        GROUP BY read_instance_id, book_id;
+    END IF;
+    IF to_regprocedure('public.update_modified_column()') IS NULL THEN
+        CREATE FUNCTION public.update_modified_column() RETURNS trigger AS $function$
+BEGIN
+  NEW.updated_at = CURRENT_TIMESTAMP;
+  RETURN NEW;
+END;
+$function$ LANGUAGE plpgsql;
+    END IF;
+""" + "".join(f"""    IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = 'update_{table}_updated_at'
+                   AND tgrelid = 'public.{table}'::regclass) THEN
+        CREATE TRIGGER update_{table}_updated_at BEFORE UPDATE ON public.{table}
+        FOR EACH ROW EXECUTE FUNCTION public.update_modified_column();
+    END IF;
+""" for table in ("authors", "publishers", "books", "sync_status")) + """END
+$reader$;
+-- What the job adds to the reader's tables: appended columns only.
+ALTER TABLE public.reading_sessions ADD COLUMN IF NOT EXISTS duration_seconds integer,
+    ADD COLUMN IF NOT EXISTS start_page integer, ADD COLUMN IF NOT EXISTS end_page integer,
+    ADD COLUMN IF NOT EXISTS total_pages integer;
+ALTER TABLE public.book_editions ADD COLUMN IF NOT EXISTS calibre_id integer,
+    ADD COLUMN IF NOT EXISTS calibre_uuid text;
+"""
+
+
+# The job's own objects, in a schema of their own: what the reader's tables have no place for (page views,
+# devices, KOReader's identity of each book, runs, Calibre, sidecars, highlights) and richer views.
+# Every per-book table refers to book_keys, the job's identity of a reader's book: re-homing a book onto
+# another warehouse row is one UPDATE there (ON UPDATE CASCADE), and a book the reader deletes takes the
+# job's rows of it along.
+SCHEMA_DDL = """
+CREATE SCHEMA IF NOT EXISTS bookhelper;
+CREATE TABLE IF NOT EXISTS bookhelper.schema_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS bookhelper.devices (
+    device_id     integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name          text NOT NULL UNIQUE,
+    timezone      text NOT NULL,
+    clock         text NOT NULL DEFAULT 'utc' CHECK (clock IN ('utc', 'local')),
+    first_seen_at timestamptz NOT NULL DEFAULT now(),
+    last_seen_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS bookhelper.book_keys (
+    book_id       integer PRIMARY KEY REFERENCES public.books ON DELETE CASCADE ON UPDATE CASCADE,
+    book_key      text NOT NULL UNIQUE,
+    created_book  boolean NOT NULL,
+    matched_by    text NOT NULL,
+    title         text,
+    series        text,
+    language      text,
+    last_open_at  timestamptz,
+    metadata_hash text,
+    author_id     integer,
+    loaded_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS bookhelper.author_names (
+    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
+    name      text NOT NULL,
+    created   boolean NOT NULL
+);
+-- Unique on a digest: a btree entry cannot hold a name of several kilobytes.
+CREATE UNIQUE INDEX IF NOT EXISTS author_names_name_md5 ON bookhelper.author_names (md5(name));
+CREATE TABLE IF NOT EXISTS bookhelper.book_authors (
+    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    author_id integer NOT NULL REFERENCES public.authors ON DELETE CASCADE,
+    position  smallint NOT NULL,
+    PRIMARY KEY (book_id, position)
+);
+CREATE INDEX IF NOT EXISTS book_authors_author ON bookhelper.book_authors (author_id);
+-- A Calibre library (current state): the Calibre book each warehouse book is matched to and how,
+-- what Calibre says of it, its tags and identifiers; the values the job wrote into the reader's shared
+-- columns (so that it only ever replaces its own); and the reader's own corrections of the match.
+CREATE TABLE IF NOT EXISTS bookhelper.calibre_match_overrides (
+    book_id    integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    calibre_id integer,
+    note       text
+);
+CREATE TABLE IF NOT EXISTS bookhelper.book_calibre (
+    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    calibre_id     integer NOT NULL,
+    calibre_uuid   text,
+    match_rule     text NOT NULL,
+    title          text,
+    series         text,
+    series_index   double precision,
+    languages      text[] NOT NULL DEFAULT '{}',
+    rating         smallint CHECK (rating BETWEEN 1 AND 5),
+    status         text,
+    published_on   date,
+    publisher      text,
+    isbn           text
+);
+CREATE TABLE IF NOT EXISTS bookhelper.shared_values (
+    book_id        integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    isbn_13        text,
+    isbn_10        text,
+    publisher_id   integer,
+    publisher_name text
+);
+CREATE TABLE IF NOT EXISTS bookhelper.created_publishers (
+    publisher_id integer PRIMARY KEY REFERENCES public.publishers ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS bookhelper.tags (
+    tag_id integer GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    name   text NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tags_name_md5 ON bookhelper.tags (md5(name));
+CREATE TABLE IF NOT EXISTS bookhelper.book_tags (
+    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    tag_id  integer NOT NULL REFERENCES bookhelper.tags,
+    source  text NOT NULL,
+    PRIMARY KEY (book_id, tag_id, source)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.book_identifiers (
+    book_id integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    source  text NOT NULL,
+    scheme  text NOT NULL,
+    value   text NOT NULL,
+    PRIMARY KEY (book_id, source, scheme, value)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.page_views (
+    book_id     integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    page        integer NOT NULL,
+    start_epoch bigint NOT NULL,
+    duration    integer NOT NULL,
+    total_pages integer NOT NULL,
+    device_id   integer NOT NULL,
+    PRIMARY KEY (book_id, page, start_epoch)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.device_book_ids (
+    device_id integer NOT NULL REFERENCES bookhelper.devices,
+    id_book   bigint NOT NULL,
+    book_id   integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    book_key  text NOT NULL,
+    PRIMARY KEY (device_id, id_book)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.device_books (
+    device_id        integer NOT NULL REFERENCES bookhelper.devices,
+    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    row_count        bigint NOT NULL,
+    duration_sum     bigint NOT NULL,
+    last_start_epoch bigint NOT NULL,
+    future_rows      bigint NOT NULL,
+    metadata_hash    text NOT NULL,
+    loaded_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, book_id)
+);
+-- KOReader's sidecars (current state per device): the fingerprint of each file, what each says of its
+-- book, and its highlights, notes and page bookmarks.
+CREATE TABLE IF NOT EXISTS bookhelper.sidecar_files (
+    device_id    integer NOT NULL REFERENCES bookhelper.devices,
+    sidecar_path text NOT NULL,
+    content_hash text NOT NULL,
+    book_id      integer REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    loaded_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, sidecar_path)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.book_sidecars (
+    device_id        integer NOT NULL REFERENCES bookhelper.devices,
+    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    sidecar_path     text NOT NULL,
+    status           text NOT NULL,
+    status_modified  date,
+    rating           smallint CHECK (rating BETWEEN 1 AND 5),
+    review           text,
+    percent_finished double precision CHECK (percent_finished BETWEEN 0 AND 1),
+    doc_pages        integer,
+    last_opened_at   timestamptz,
+    identifiers      text[] NOT NULL DEFAULT '{}',
+    loaded_at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (device_id, book_id)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.highlights (
+    device_id     integer NOT NULL REFERENCES bookhelper.devices,
+    book_id       integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    position      integer NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('highlight', 'note', 'bookmark')),
+    text          text,
+    note          text,
+    chapter       text,
+    page          integer,
+    pageref       text,
+    pos0          text,
+    pos1          text,
+    color         text,
+    drawer        text,
+    created_local timestamp,
+    updated_local timestamp,
+    created_at    timestamptz,
+    updated_at    timestamptz,
+    PRIMARY KEY (device_id, book_id, position)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.etl_runs (
+    run_id             bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    run_uuid           uuid NOT NULL,
+    started_at         timestamptz NOT NULL,
+    finished_at        timestamptz NOT NULL,
+    status             text NOT NULL,
+    source             text NOT NULL DEFAULT 'koreader',
+    device             text NOT NULL,
+    source_file        text,
+    rows_read          bigint,
+    rows_skipped       bigint,
+    skipped_by_reason  jsonb,
+    books_changed      integer,
+    books_inserted     integer,
+    books_updated      integer,
+    page_rows_sent     bigint,
+    page_rows_inserted bigint,
+    page_rows_updated  bigint,
+    sessions_inserted  integer,
+    sessions_updated   integer,
+    sessions_unchanged integer,
+    sessions_removed   integer,
+    error_message      text,
+    script_version     text NOT NULL,
+    exit_code          integer,
+    source_newest_at   timestamptz,
+    source_modified_at timestamptz,
+    notes              text
+);
+CREATE TABLE IF NOT EXISTS bookhelper.device_sync (
+    source             text NOT NULL,
+    device             text NOT NULL,
+    last_success_at    timestamptz,
+    last_run_at        timestamptz NOT NULL,
+    last_status        text NOT NULL,
+    last_error         text,
+    rows_read          bigint,
+    rows_skipped       bigint,
+    books_changed      integer,
+    sessions_inserted  integer,
+    sessions_updated   integer,
+    sessions_unchanged integer,
+    last_exit_code     integer,
+    source_newest_at   timestamptz,
+    source_modified_at timestamptz,
+    PRIMARY KEY (source, device)
+);
+
+-- Exact seconds per book, with what the sidecars and Calibre say of it.
+CREATE OR REPLACE VIEW bookhelper.book_reading AS
+SELECT b.book_id, b.title,
+       (SELECT string_agg(a.name, '; ' ORDER BY ba.position)
+          FROM bookhelper.book_authors ba JOIN bookhelper.author_names a USING (author_id)
+         WHERE ba.book_id = b.book_id) AS authors,
+       b.file_hash, b.page_count,
+       coalesce(k.language, (SELECT c.languages[1] FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id))
+           AS language,
+       coalesce(k.series, (SELECT c.series || coalesce(' #' || trim_scale(c.series_index::numeric)::text, '')
+                           FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS series,
+       count(s.session_id) AS sessions,
+       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
+       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at,
+       coalesce(max(s.read_number), 0) AS reads,
+       count(DISTINCT s.device) AS devices,
+       coalesce((SELECT bs.status FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
+                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
+                (SELECT c.status FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS status,
+       coalesce((SELECT bs.rating FROM bookhelper.book_sidecars bs WHERE bs.book_id = b.book_id
+                 ORDER BY bs.last_opened_at DESC NULLS LAST, bs.device_id LIMIT 1),
+                (SELECT c.rating FROM bookhelper.book_calibre c WHERE c.book_id = b.book_id)) AS rating,
+       (SELECT count(*) FROM bookhelper.highlights h WHERE h.book_id = b.book_id AND h.kind <> 'bookmark')
+           AS highlights,
+       (SELECT e.publisher_specific FROM public.book_editions e
+        WHERE e.book_id = b.book_id AND e.calibre_id IS NOT NULL AND e.publisher_specific IS NOT NULL
+        ORDER BY e.edition_id LIMIT 1) AS publisher,
+       (SELECT array_agg(DISTINCT g.name ORDER BY g.name) FROM bookhelper.book_tags bt
+        JOIN bookhelper.tags g USING (tag_id) WHERE bt.book_id = b.book_id) AS tags
+FROM public.books b
+JOIN bookhelper.book_keys k USING (book_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = b.book_id AND s.data_source = 'koreader'
+GROUP BY b.book_id, k.book_id;
+
+-- One row per finish: every read (read_number) that reached the end, and the sidecar's "complete"
+-- status, reconciled: a status set during a read that reached the end is that read's finish, not a
+-- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
+CREATE OR REPLACE VIEW bookhelper.finished_books AS
+WITH reads AS (
+    SELECT book_id, read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
+           max(end_time) AT TIME ZONE 'UTC' AS ended_at,
+           bool_or(""" + REACHES_END_SQL + """) AS reached_end,
+           lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
+    FROM public.reading_sessions WHERE data_source = 'koreader'
+    GROUP BY book_id, read_number
+), marked AS (
+    SELECT DISTINCT ON (book_id) book_id, status_modified
+    FROM bookhelper.book_sidecars WHERE status = 'complete'
+    ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
+), finishes AS (
+    SELECT r.book_id, r.read_number, r.ended_at AS finished_at,
+           m.status_modified AS marked_complete_on,
+           CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
+    FROM reads r
+    LEFT JOIN marked m ON m.book_id = r.book_id
+     AND (m.status_modified IS NULL OR m.status_modified >= r.started_at::date)
+     AND (r.next_read_at IS NULL OR m.status_modified < r.next_read_at::date)
+    WHERE r.reached_end
+)
+SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
+       AS finished_on, f.evidence
+FROM finishes f JOIN public.books b USING (book_id)
+UNION ALL
+SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status'
+FROM marked m JOIN public.books b USING (book_id)
+WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
+
+-- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
+CREATE OR REPLACE VIEW bookhelper.page_view_times AS
+SELECT p.book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id,
+       CASE WHEN d.clock = 'local'
+            THEN extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE d.timezone)::bigint
+            ELSE p.start_epoch END AS utc_epoch,
+       d.timezone
+FROM bookhelper.page_views p JOIN bookhelper.devices d USING (device_id);
+
+CREATE OR REPLACE VIEW bookhelper.reading_days AS
+SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day,
+       sum(p.duration) AS reading_seconds,
+       round(sum(p.duration) / 60.0, 1) AS reading_minutes,
+       count(DISTINCT p.book_id) AS books,
+       count(*) AS page_views
+FROM bookhelper.page_view_times p
+GROUP BY 1;
+
+CREATE OR REPLACE VIEW bookhelper.reading_streaks AS
+SELECT min(day) AS first_day, max(day) AS last_day, count(*) AS days, sum(reading_seconds) AS reading_seconds
+FROM (SELECT day, reading_seconds, day - (row_number() OVER (ORDER BY day))::integer AS streak
+      FROM bookhelper.reading_days) AS days
+GROUP BY streak;
+
+CREATE OR REPLACE VIEW bookhelper.author_reading AS
+SELECT a.author_id, a.name,
+       count(DISTINCT ba.book_id) AS books,
+       count(s.session_id) AS sessions,
+       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
+       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
+FROM bookhelper.author_names a
+JOIN bookhelper.book_authors ba USING (author_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = ba.book_id AND s.data_source = 'koreader'
+GROUP BY a.author_id, a.name;
+
+CREATE OR REPLACE VIEW bookhelper.publisher_reading AS
+SELECT pb.publisher AS name,
+       count(DISTINCT pb.book_id) AS books,
+       count(s.session_id) AS sessions,
+       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
+       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours
+FROM (SELECT DISTINCT publisher, book_id FROM bookhelper.book_calibre WHERE publisher IS NOT NULL) pb
+LEFT JOIN public.reading_sessions s ON s.book_id = pb.book_id AND s.data_source = 'koreader'
+GROUP BY pb.publisher;
+
+CREATE OR REPLACE VIEW bookhelper.tag_analytics AS
+SELECT g.tag_id, g.name AS tag,
+       count(DISTINCT bt.book_id) AS books,
+       count(s.session_id) AS sessions,
+       coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
+       round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours,
+       min(s.start_time) AT TIME ZONE 'UTC' AS first_read_at,
+       max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
+FROM bookhelper.tags g
+JOIN (SELECT DISTINCT tag_id, book_id FROM bookhelper.book_tags) bt USING (tag_id)
+LEFT JOIN public.reading_sessions s ON s.book_id = bt.book_id AND s.data_source = 'koreader'
+GROUP BY g.tag_id;
+"""
+
+
+# Derived from the DDL, never kept by hand: the relations each creates, by name (the report imports
+# them), and the job's views, which an upgrade drops and creates again.
+RELATIONS = {name.split(".")[1]: name for name in re.findall(
+    r"CREATE (?:TABLE IF NOT EXISTS|OR REPLACE VIEW|VIEW) ((?:public|bookhelper)\.\w+)",
+    READER_SCHEMA_DDL + SCHEMA_DDL)}
+VIEWS = tuple(re.findall(r"CREATE OR REPLACE VIEW (bookhelper\.\w+)", SCHEMA_DDL))
+# Views a release before 3.0.0 created in the reader's schema.
+LEGACY_VIEWS = ("public.tag_analytics", "public.finished_books", "public.tandem_reading_sessions",
+                "public.publisher_analytics", "public.author_analytics", "public.reading_streaks",
+                "public.reading_timeline", "public.page_view_times", "public.book_stats")
+
+
+def views_dropped(found: "WarehouseState") -> str:
+    """The statement that drops, before an upgrade, every view of the job's that reads what the migrations
+    change; the DDL creates them again. One statement drops them together, so their order does not matter."""
+    views = (LEGACY_VIEWS if found.legacy_schema else ()) + (VIEWS if found.own_schema else ())
+    return f"DROP VIEW IF EXISTS {', '.join(views)};\n" if views else ""
+
+
+# The job's tables of 2.0.0 that keep their name, moved into the job's own schema.
+MOVED_TABLES = ("schema_meta", "devices", "book_authors", "calibre_match_overrides", "book_calibre", "tags",
+                "book_tags", "book_identifiers", "page_views", "device_book_ids", "device_books", "sidecar_files",
+                "book_sidecars", "highlights", "etl_runs")
+
+
+# Foreign keys to the job's identity of a book, as CREATE TABLE names them: re-pointed by the 2.0.0 upgrade.
+BOOK_KEY_REFERENCES = ("page_views", "book_authors", "calibre_match_overrides", "book_calibre", "book_tags",
+                       "book_identifiers", "device_book_ids", "device_books", "sidecar_files", "book_sidecars",
+                       "highlights")
+
+
+# Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
+# schema DDL, inside the run's transaction; none loses history.
+MIGRATIONS = {
+    # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
+    # start_time (rows of local-clock devices were stored converted to UTC: convert them back); every
+    # device sends all its books once more, so that its KOReader book ids get recorded; and all sessions
+    # are derived again under the device-independent rule.
+    1: ("""
+ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
+ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
+ALTER TABLE device_books ALTER COLUMN device_id TYPE integer;
+ALTER TABLE authors DROP CONSTRAINT IF EXISTS authors_name_key;
+ALTER TABLE publishers DROP CONSTRAINT IF EXISTS publishers_name_key;
+ALTER TABLE books ADD COLUMN IF NOT EXISTS metadata_hash text;
+ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer,
+    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz,
+    ADD COLUMN IF NOT EXISTS notes text;
+ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_exit_code integer,
+    ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
+CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
+SELECT p.book_id, p.page, extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)
+                                  AT TIME ZONE 'UTC')::bigint AS raw_epoch, p.duration, p.total_pages, p.device_id
+FROM page_views p JOIN devices d USING (device_id) WHERE d.clock = 'local';
+DELETE FROM page_views p USING devices d WHERE d.device_id = p.device_id AND d.clock = 'local';
+""" + merge_page_views("book_id, page, raw_epoch, duration, total_pages, device_id", "raw_local_views") + """;
+DELETE FROM device_books;
+""", ""),
+    # 2.0.0 -> 3: the reader's warehouse is the contract. The job's tables move to schema bookhelper;
+    # its books, authors and sessions move into the reader's tables with the same ids (text cut to the
+    # reader's lengths until each device sends its books again, which the emptied fingerprints make it
+    # do); sessions are derived again into the reader's reading_sessions; Calibre's editions and shared
+    # values are written again on the next run that reads the library.
+    2: ("""
+CREATE SCHEMA IF NOT EXISTS bookhelper;
+""" + "".join(f"ALTER TABLE IF EXISTS public.{table} SET SCHEMA bookhelper;\n" for table in MOVED_TABLES) + """
+ALTER TABLE IF EXISTS public.sync_status RENAME TO device_sync;
+ALTER TABLE IF EXISTS public.device_sync RENAME CONSTRAINT sync_status_pkey TO device_sync_pkey;
+ALTER TABLE IF EXISTS public.device_sync SET SCHEMA bookhelper;
+ALTER TABLE public.books RENAME TO legacy_books;
+ALTER TABLE public.legacy_books SET SCHEMA bookhelper;
+ALTER TABLE public.authors RENAME TO legacy_authors;
+ALTER TABLE public.legacy_authors SET SCHEMA bookhelper;
+ALTER TABLE public.reading_sessions RENAME TO legacy_sessions;
+ALTER TABLE public.legacy_sessions SET SCHEMA bookhelper;
+DROP TABLE IF EXISTS public.book_editions, public.publishers CASCADE;
+ALTER TABLE IF EXISTS bookhelper.book_calibre ADD COLUMN IF NOT EXISTS publisher text,
+    ADD COLUMN IF NOT EXISTS isbn text;
+""", """
+INSERT INTO public.authors (author_id, author_name) SELECT author_id, left(name, 255) FROM bookhelper.legacy_authors;
+SELECT setval(pg_get_serial_sequence('public.authors', 'author_id'), coalesce(max(author_id), 0) + 1, false)
+FROM public.authors;
+INSERT INTO bookhelper.author_names (author_id, name, created) SELECT author_id, name, true
+FROM bookhelper.legacy_authors;
+INSERT INTO public.books (book_id, title, author, author_id, file_hash, page_count, source, device_stats_source)
+SELECT b.book_id, coalesce(left(b.title, 255), %(untitled)s),
+       (SELECT left(a.name, 255) FROM bookhelper.legacy_authors a WHERE a.author_id = b.author_id), b.author_id,
+       b.file_hash, b.page_count, 'koreader', %(stats_source)s
+FROM bookhelper.legacy_books b;
+SELECT setval(pg_get_serial_sequence('public.books', 'book_id'), coalesce(max(book_id), 0) + 1, false)
+FROM public.books;
+INSERT INTO bookhelper.book_keys (book_id, book_key, created_book, matched_by, title, series, language, author_id)
+SELECT book_id, book_key, true, 'created', title, series, language, author_id FROM bookhelper.legacy_books;
+DROP TABLE bookhelper.legacy_sessions, bookhelper.legacy_books, bookhelper.legacy_authors CASCADE;
+DELETE FROM bookhelper.page_views p WHERE NOT EXISTS (SELECT 1 FROM bookhelper.book_keys k WHERE k.book_id = p.book_id);
+""" + "".join(f"ALTER TABLE bookhelper.{table} DROP CONSTRAINT IF EXISTS {table}_book_id_fkey, ADD CONSTRAINT "
+              f"{table}_book_id_fkey FOREIGN KEY (book_id) REFERENCES bookhelper.book_keys ON DELETE CASCADE "
+              "ON UPDATE CASCADE;\n" for table in BOOK_KEY_REFERENCES) + """
+ALTER TABLE bookhelper.book_authors DROP CONSTRAINT IF EXISTS book_authors_author_id_fkey,
+    ADD CONSTRAINT book_authors_author_id_fkey FOREIGN KEY (author_id) REFERENCES public.authors ON DELETE CASCADE;
+DELETE FROM bookhelper.device_books;
+DELETE FROM bookhelper.schema_meta WHERE key = 'calibre_fingerprint';
+INSERT INTO bookhelper.schema_meta (key, value) VALUES ('session_gap_seconds', 'unknown')
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+"""),
+}
+
+
+# The warehouse's version, and the run's settings: UTC, whatever the database's TimeZone (the reader's
+# TIMESTAMP columns hold naive UTC, and their start_time CHECK compares in the session's zone), and the
+# job's schema beside the reader's.
+SESSION_SETTINGS_SQL = """
+SELECT set_config('TimeZone', 'UTC', true);
+SELECT set_config('search_path', 'bookhelper, ' || current_setting('search_path'), true);
+"""
+
+
+VERSION_SQL = """
+INSERT INTO bookhelper.schema_meta (key, value) VALUES ('schema_version', %(version)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+"""
+
+
+@dataclass(frozen=True)
+class WarehouseState:
+    """What a run finds when it opens the warehouse: the job's schema, an older release's, the reader's."""
+
+    own_schema: bool
+    legacy_schema: bool
+    reader_sessions: bool
+
+
+def ensure_schema(cursor, config, found: WarehouseState) -> None:
+    """Create what is missing, once, around the reader's objects; upgrade an older release's warehouse;
+    refuse one made by a newer release."""
+    if found.own_schema or found.legacy_schema:
+        cursor.execute(f"SELECT value FROM {'bookhelper' if found.own_schema else 'public'}.schema_meta"
+                       " WHERE key = 'schema_version'")
+        row = cursor.fetchone()
+        version = int(row[0]) if row else (SCHEMA_VERSION if found.own_schema else 1)
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the warehouse has schema version {version}, newer than this script's {SCHEMA_VERSION}; "
+                "upgrade bookhelper-etl"
+            )
+        if version == SCHEMA_VERSION:
+            return
+    else:
+        version = SCHEMA_VERSION
+        if found.reader_sessions:
+            take_over_koreader_sessions(cursor, config)
+    component_logger("DB").info("creating or upgrading the warehouse schema to version %d", SCHEMA_VERSION)
+    steps = range(version, SCHEMA_VERSION)
+    before = views_dropped(found) + "".join(MIGRATIONS[step][0] for step in steps) + READER_SCHEMA_DDL + SCHEMA_DDL
+    after = "".join(MIGRATIONS[step][1] for step in steps)
+    cursor.execute(before.replace("%", "%%") + after + VERSION_SQL,
+                   {"version": str(SCHEMA_VERSION), "untitled": UNTITLED, "stats_source": STATS_SOURCE})
+
+
+def take_over_koreader_sessions(cursor, config) -> None:
+    """On the first run into the reader's warehouse: KOReader sessions another loader wrote are never
+    doubled by ours nor silently deleted. The run refuses, unless the reader asked to replace them."""
+    cursor.execute("SELECT count(*) FROM public.reading_sessions WHERE data_source = 'koreader'")
+    (sessions,) = cursor.fetchone()
+    if not sessions:
+        return
+    if not config.replace_koreader_sessions:
+        raise ConfigError(
+            f"the warehouse holds {sessions} KOReader sessions that bookhelper-etl did not derive (an earlier "
+            "loader's); run once with --replace-koreader-sessions to replace them with the sessions of the "
+            "statistics files (docs/schema.md)"
+        )
+    cursor.execute("DELETE FROM public.reading_sessions WHERE data_source = 'koreader'")
+    component_logger("LOAD").warning(
+        "replacing %d KOReader sessions of an earlier loader with the sessions of the statistics files", sessions)
+
+
+def schema_is_current(cursor) -> bool:
+    """Whether the warehouse has this release's layout (a failed run records itself only there)."""
+    cursor.execute("SELECT to_regclass('bookhelper.schema_meta') IS NOT NULL")
+    if not cursor.fetchone()[0]:
+        return False
+    cursor.execute("SELECT value FROM bookhelper.schema_meta WHERE key = 'schema_version'")
+    return cursor.fetchone() == (str(SCHEMA_VERSION),)

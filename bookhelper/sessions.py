@@ -1,0 +1,122 @@
+"""Reading sessions: the gap rule that groups page views into sessions, reads (re-reads) and the finish rule."""
+
+import operator
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from bookhelper.core import STATS_SOURCE, naive_utc
+
+# Namespace of read_instance_id: uuid3(namespace, "<book_key>/read/<n>"), computable in plain SQL.
+READ_NAMESPACE = uuid.UUID("6f0a4a53-5c1e-4b83-9a43-7d1f0c2b9e11")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A reading session of one book: page rows with pauses of at most the gap between them."""
+
+    start_time: int
+    end_time: int
+    duration_seconds: int
+    pages_read: int
+    start_page: int
+    end_page: int
+    total_pages: int
+
+    @property
+    def duration_minutes(self) -> int:
+        """Rounded to the nearest minute, halves up, and at least 1: the reader's column requires it
+        (CHECK duration_minutes > 0); the exact time is duration_seconds."""
+        return max(1, (self.duration_seconds + 30) // 60)
+
+
+START_THEN_PAGE = operator.itemgetter(1, 0)
+
+
+def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Session]:
+    """Group one book's page rows (page, start_time, duration, total_pages) into sessions.
+
+    Rows are taken in (start_time, page) order. A row continues the current session
+    when it starts at most ``gap_seconds`` after the previous rows ended; otherwise it
+    opens a new one. "Ended" is the latest start_time + duration so far, which is the
+    previous row's end whenever rows do not overlap, and keeps sessions from
+    overlapping when merged devices' rows do.
+    """
+    sessions: list[Session] = []
+    pages: set[int] = set()  # the open session's pages; empty while none is open
+    first_start = first_page = top_page = latest_end = seconds = last_total = 0
+    for page, start, duration, total in sorted(page_rows, key=START_THEN_PAGE):
+        if pages and start - latest_end > gap_seconds:
+            sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
+            pages = set()
+        if not pages:
+            first_start, first_page, top_page, latest_end, seconds = start, page, page, start, 0
+        seconds += duration
+        pages.add(page)
+        if page > top_page:
+            top_page = page
+        if start + duration > latest_end:
+            latest_end = start + duration
+        last_total = total
+    if pages:
+        sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
+    return sessions
+
+
+# The finish rule, as shares of the book's pages: a session that reaches END_SHARE of them finishes a read;
+# one that starts within BEGINNING_SHARE, after a finish, begins the next read. Python evaluates it here;
+# NEAR_BEGINNING_SQL and REACHES_END_SQL are its one rendering in SQL (the property tests hold both equal).
+BEGINNING_SHARE = (1, 10)
+END_SHARE = (9, 10)
+NEAR_BEGINNING_SQL = f"total_pages > 0 AND {BEGINNING_SHARE[1]} * start_page <= {BEGINNING_SHARE[0]} * total_pages"
+REACHES_END_SQL = f"total_pages > 0 AND {END_SHARE[1]} * end_page >= {END_SHARE[0]} * total_pages"
+
+
+def starts_near_beginning(session: Session) -> bool:
+    """start_page / total_pages <= 10%, in exact integer arithmetic."""
+    numerator, denominator = BEGINNING_SHARE
+    return session.total_pages > 0 and denominator * session.start_page <= numerator * session.total_pages
+
+
+def reaches_end(session: Session) -> bool:
+    """end_page / total_pages >= 90%, in exact integer arithmetic."""
+    numerator, denominator = END_SHARE
+    return session.total_pages > 0 and denominator * session.end_page >= numerator * session.total_pages
+
+
+def number_reads(sessions: Sequence[Session]) -> list[int]:
+    """The read number of each session of one book, in time order.
+
+    A new read begins with a session that starts within the first 10% of the book,
+    after an earlier session of the current read reached 90% or more.
+    """
+    numbers = []
+    read, finished = 1, False
+    for session in sessions:
+        if finished and starts_near_beginning(session):
+            read, finished = read + 1, False
+        numbers.append(read)
+        finished = finished or reaches_end(session)
+    return numbers
+
+
+def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str,
+                       now: int) -> list[str]:
+    """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions; a session that
+    would start after ``now`` waits (it comes last, so the reads before it keep their numbers)."""
+    sessions = transform_sessions(rows, gap_seconds)
+    lines = []
+    read_ids: dict[int, uuid.UUID] = {}
+    for session, read in zip(sessions, number_reads(sessions)):
+        if session.start_time > now:
+            break
+        if read not in read_ids:
+            read_ids[read] = uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
+        read_id = read_ids[read]
+        start, end = (naive_utc(epoch) for epoch in (session.start_time, session.end_time))
+        lines.append(
+            f"{book_id}\t{start}\t{end}\t{session.duration_seconds}\t{session.duration_minutes}\t"
+            f"{session.pages_read}\t{session.start_page}\t{session.end_page}\t{session.total_pages}\t"
+            f"{device}\t{read}\t{read_id}\t{STATS_SOURCE}\n"
+        )
+    return lines
