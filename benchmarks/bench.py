@@ -30,13 +30,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import psycopg2  # noqa: E402
 import psycopg2.extensions  # noqa: E402
-from generator import generate  # noqa: E402
 from latency_proxy import LatencyProxy  # noqa: E402
 from pgtools import upstream_address  # noqa: E402
 from psycopg2 import sql  # noqa: E402
 
 import bookhelper_report  # noqa: E402
 import extract_koreader_stats as etl  # noqa: E402
+from samples.statistics import generate  # noqa: E402
 
 TARGET_RSS_MB = 64
 

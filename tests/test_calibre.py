@@ -4,10 +4,10 @@ import hashlib
 import sqlite3
 
 import pytest
-from calibre_generator import build_scenario
 from conftest import query
 
 import extract_koreader_stats as etl_module
+from samples.calibre import build_scenario
 
 MATCHES = """
     SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN book_keys b USING (book_id) ORDER BY 1"""

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from conftest import query, run_cli
-from generator import Book, write_statistics_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_properties_db import book_rows, reset
 from warehouse import book_seconds, reading_state
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, write_statistics_file
 
 T0 = 1_700_000_000
 

@@ -6,10 +6,10 @@ import uuid
 
 import pytest
 from conftest import query, run_cli
-from generator import Book, make_books, simulate_reading, write_statistics_file
 from warehouse import book_seconds, warehouse_state
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, make_books, simulate_reading, write_statistics_file
 
 T0 = 1_700_000_000
 

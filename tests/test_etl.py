@@ -6,10 +6,10 @@ import sqlite3
 import uuid
 
 from conftest import query, run_cli
-from generator import Book, close_wal_writers, generate, write_statistics_file
 from warehouse import book_seconds, table_names, warehouse_state
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, close_wal_writers, generate, write_statistics_file
 
 UTC = datetime.timezone.utc
 MD5_A = "a" * 32

@@ -15,12 +15,12 @@ import time
 import psycopg2
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import Book, generate, write_statistics_file
 from pgtools import wait_for_statement
 from test_operations import ping_server  # noqa: F401 - a fixture, used by name
 from warehouse import table_names
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, generate, write_statistics_file
 
 T0 = 1_700_000_000
 DAY = 86400

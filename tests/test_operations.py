@@ -9,9 +9,9 @@ import threading
 
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import generate
 
 import extract_koreader_stats as etl_module
+from samples.statistics import generate
 
 
 def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):

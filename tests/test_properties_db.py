@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from conftest import empty_warehouse, query
-from generator import Book, write_statistics_file
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import warehouse_state
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, write_statistics_file
 
 T0 = 1_700_000_000
 GAP = 1800
