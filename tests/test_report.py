@@ -23,12 +23,11 @@ import psycopg2.errors
 import psycopg2.extensions
 import pytest
 from conftest import query
-from pgtools import upstream_address
 from psycopg2 import sql
 from warehouse import warehouse_state
 
 import bookhelper_report as report
-from benchmarks.latency_proxy import LatencyProxy
+from benchmarks.latency_proxy import LatencyProxy, upstream_address
 from samples.statistics import TITLES, Book, make_books, simulate_reading, write_statistics_file
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
