@@ -15,8 +15,6 @@ from psycopg2 import sql
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "extract_koreader_stats.py"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 # Settings the tests never inherit from the machine running them.
 ISOLATED_SETTINGS = (
