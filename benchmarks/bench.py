@@ -1,7 +1,7 @@
 """Benchmark bookhelper-etl on a heavy reading history and print a table.
 
-    python3 benchmarks/bench.py                 # about 1.3M page rows, 900 books, 20 years; and 200k rows
-    python3 benchmarks/bench.py --scale 0.05    # a quick look
+    python3 -m benchmarks.bench                 # about 1.3M page rows, 900 books, 20 years; and 200k rows
+    python3 -m benchmarks.bench --scale 0.05    # a quick look
 
 For each file it measures, in one run so the ratios hold on a noisy machine: a first full load,
 a nightly run after one more day of reading, and a nightly run with no change, both against the
@@ -25,19 +25,17 @@ import uuid
 import warnings
 from pathlib import Path
 
+import psycopg2
+import psycopg2.extensions
+from psycopg2 import sql
+
+import extract_koreader_stats as etl
+from benchmarks.latency_proxy import LatencyProxy, upstream_address
+from bookhelper import report as bookhelper_report
+from bookhelper.sessions import number_reads, transform_sessions
+from samples.statistics import generate
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
-
-import psycopg2  # noqa: E402
-import psycopg2.extensions  # noqa: E402
-from generator import generate  # noqa: E402
-from latency_proxy import LatencyProxy  # noqa: E402
-from pgtools import upstream_address  # noqa: E402
-from psycopg2 import sql  # noqa: E402
-
-import extract_koreader_stats as etl  # noqa: E402
-from bookhelper import report as bookhelper_report  # noqa: E402
-from bookhelper.sessions import number_reads, transform_sessions  # noqa: E402
 
 TARGET_RSS_MB = 64
 

@@ -6,14 +6,26 @@ so that 25 ms makes a 50 ms round trip. A round trip is counted each time the cl
 speaks after the server spoke (and for its first message). It stops by itself after
 ``max_seconds``.
 
-    python3 benchmarks/latency_proxy.py --upstream /tmp/pg/.s.PGSQL.5432 --delay-ms 25 --max-seconds 600
+    python3 -m benchmarks.latency_proxy --upstream /tmp/pg/.s.PGSQL.5432 --delay-ms 25 --max-seconds 600
 """
 
 import argparse
 import asyncio
 import os
+import socket
 import threading
 import time
+
+import psycopg2.extensions
+
+
+def upstream_address(url):
+    """(family, address) of the server behind a libpq URL: its Unix socket or TCP port."""
+    params = psycopg2.extensions.parse_dsn(url)
+    host, port = params.get("host", "localhost"), int(params.get("port", 5432))
+    if host.startswith("/"):
+        return socket.AF_UNIX, os.path.join(host, f".s.PGSQL.{port}")
+    return socket.AF_INET, (host, port)
 
 
 class LatencyProxy:

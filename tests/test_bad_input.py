@@ -8,8 +8,9 @@ import sys
 
 import pytest
 from conftest import SCRIPT, cli_env
-from generator import generate, write_statistics_file
 from warehouse import table_names
+
+from samples.statistics import generate, write_statistics_file
 
 
 def missing(tmp_path):

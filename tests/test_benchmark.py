@@ -1,4 +1,4 @@
-"""The benchmark script works (on a tiny history: timings are for benchmarks/bench.py, never the suite)."""
+"""The benchmark script works (on a tiny history: timings are for python -m benchmarks.bench, never the suite)."""
 
 import subprocess
 import sys
@@ -8,9 +8,9 @@ from conftest import ROOT
 
 def test_the_benchmark_runs_on_a_tiny_history_and_prints_its_table(pg_server_url):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--scale", "0.004", "--naive-sample", "5",
+        [sys.executable, "-m", "benchmarks.bench", "--scale", "0.004", "--naive-sample", "5",
          "--repeat", "1", "--database-url", pg_server_url],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     for words in ("full load", "nightly, one more day", "nightly, no change", "reference: plain COPY",

@@ -4,11 +4,11 @@ import hashlib
 import sqlite3
 
 import pytest
-from calibre_generator import build_scenario
 from conftest import query
 
 from bookhelper.core import clean_text, make_book_key, normalise_md5, split_authors
 from bookhelper.matching import isbn_columns
+from samples.calibre import build_scenario
 
 MATCHES = """
     SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN book_keys b USING (book_id) ORDER BY 1"""

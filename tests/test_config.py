@@ -4,9 +4,9 @@ import re
 from pathlib import Path
 
 from conftest import ROOT, cli_env, run_cli
-from generator import generate
 
 import extract_koreader_stats as etl_module
+from samples.statistics import generate
 
 
 def env_example_keys():

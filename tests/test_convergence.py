@@ -11,16 +11,14 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import query, run_cli
-from generator import Book, write_statistics_file
+from conftest import empty_warehouse, query, run_cli
+from helpers import T0, book_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_properties_db import book_rows, reset
 from warehouse import book_seconds, reading_state
 
 import extract_koreader_stats as etl_module
-
-T0 = 1_700_000_000
+from samples.statistics import Book, write_statistics_file
 
 
 def fresh_load(new_database, env_file, loads):
@@ -244,8 +242,8 @@ def test_property_any_history_of_runs_equals_one_fresh_load_of_the_final_files(h
                                                                                  empty_env_file):
     devices, runs = history
     step_by_step, once = new_database_pair
-    reset(step_by_step)
-    reset(once)
+    empty_warehouse(step_by_step)
+    empty_warehouse(once)
     final_version = {}
     with tempfile.TemporaryDirectory() as directory:
         def file_of(device, version):

@@ -6,46 +6,11 @@ import uuid
 
 import pytest
 from conftest import query, run_cli
-from generator import Book, make_books, simulate_reading, write_statistics_file
+from helpers import T0, synced_files
 from warehouse import book_seconds, warehouse_state
 
 from bookhelper.sessions import READ_NAMESPACE
-
-T0 = 1_700_000_000
-
-
-def synced_files(tmp_path, seed=7):
-    """Two devices' files after KOReader's statistics sync: each holds the union of both devices' rows.
-
-    The devices number the same books differently (books match on md5), and a few shared rows
-    carry different durations (one device flushed a longer stay).
-    """
-    rng = random.Random(seed)
-    books = make_books(6, rng)
-    rows_a = simulate_reading(books, 40, rng, start_epoch=T0)
-    rows_b = simulate_reading(books, 40, rng, start_epoch=T0 + 3 * 3600)
-    union = {r[:3]: r for r in rows_a + rows_b}
-    file_a = dict(union)
-    file_b = dict(union)
-    for key in rng.sample(sorted(union), 15):
-        book, page, start, duration, total = union[key]
-        file_b[key] = (book, page, start, duration + rng.randint(1, 60), total)
-    for key in rng.sample(sorted(union), 10):
-        book, page, start, duration, total = union[key]
-        file_a[key] = (book, page, start, duration + rng.randint(1, 60), total)
-    renumber = {b.id: 100 + len(books) - b.id for b in books}
-    books_b = [Book(renumber[b.id], b.title, b.authors, b.pages, b.md5, b.series, b.language, b.last_open)
-               for b in books]
-    rows_in_b = [(renumber[b], p, s, d, t) for (b, p, s, d, t) in file_b.values()]
-    path_a = write_statistics_file(tmp_path / "a.sqlite3", books, list(file_a.values()))
-    path_b = write_statistics_file(tmp_path / "b.sqlite3", books_b, rows_in_b)
-    md5_of = {b.id: b.md5 for b in books}
-    expected = {}
-    for key in union:
-        md5 = md5_of[key[0]]
-        longest = max(file_a[key][3], file_b[key][3])
-        expected[f"md5:{md5}"] = expected.get(f"md5:{md5}", 0) + longest
-    return path_a, path_b, expected
+from samples.statistics import Book, make_books, simulate_reading, write_statistics_file
 
 
 @pytest.mark.parametrize("order", [("a", "b"), ("b", "a"), ("a", "b", "a", "b", "b")])

@@ -6,12 +6,12 @@ import sqlite3
 import uuid
 
 from conftest import query, run_cli
-from generator import Book, close_wal_writers, generate, write_statistics_file
 from warehouse import book_seconds, table_names, warehouse_state
 
 import extract_koreader_stats as etl_module
 from bookhelper.core import make_book_key
 from bookhelper.sessions import READ_NAMESPACE
+from samples.statistics import Book, close_wal_writers, generate, write_statistics_file
 
 UTC = datetime.timezone.utc
 MD5_A = "a" * 32

@@ -8,12 +8,12 @@ import time
 import psycopg2
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import generate
+from helpers import synced_files
 from pgtools import Forwarder, free_port, wait_for_backends_to_end, wait_for_statement
-from test_devices import synced_files
 from warehouse import book_seconds, table_names, warehouse_state
 
 import extract_koreader_stats as etl_module
+from samples.statistics import generate
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ once made a run exit 70, then a property: a fuzzer that writes values of every S
 and of extreme size into every column of ``book`` and ``page_stat_data``, next to two good books whose
 warehouse rows must be exactly those of a file holding the good books alone.
 
-Files are written in KOReader's layout (``generator.schema_script``), with raw values inserted through
+Files are written in KOReader's layout (``samples.statistics.schema_script``), with raw values inserted through
 sqlite3 so that the storage class of each value is the fuzzer's choice.
 """
 
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 from conftest import ISOLATED_SETTINGS, empty_warehouse, query
-from generator import CURRENT_VERSION, Book, schema_script
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import STATE_QUERIES
 
 import extract_koreader_stats as etl_module
+from samples.statistics import CURRENT_VERSION, Book, schema_script
 
 T0 = 1_700_000_000
 NOW = int(time.time())

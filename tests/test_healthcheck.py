@@ -14,8 +14,9 @@ import uuid
 
 import pytest
 from conftest import query
-from generator import generate
 from warehouse import table_names
+
+from samples.statistics import generate
 
 PASSWORD = "s3cr3t-Ping-pw"
 TIMEOUT = "1"  # ETL_HEALTHCHECK_TIMEOUT for every run: a hanging endpoint costs a second per ping

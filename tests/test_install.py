@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from generator import generate
+
+from samples.statistics import generate
 
 UNITS = ("bookhelper-etl.service", "bookhelper-etl.timer", "bookhelper-etl@.service", "bookhelper-etl@.timer")
 JOB_USER = "bookhelper-ci"

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 from catalog import catalog, differences
 from conftest import query, run_cli
-from generator import Book, write_statistics_file
 from warehouse import reading_state
+
+from samples.statistics import Book, write_statistics_file
 
 T0 = 1_719_860_400  # 2024-07-01 19:00 UTC
 BERLIN_SUMMER = 7200

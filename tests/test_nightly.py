@@ -15,12 +15,11 @@ import time
 import psycopg2
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import Book, generate, write_statistics_file
 from pgtools import wait_for_statement
-from test_operations import ping_server  # noqa: F401 - a fixture, used by name
 from warehouse import table_names
 
 import extract_koreader_stats as etl_module
+from samples.statistics import Book, generate, write_statistics_file
 
 T0 = 1_700_000_000
 DAY = 86400
@@ -190,7 +189,7 @@ def test_failed_nights_are_recorded_and_status_says_when_the_last_run_is_old(tmp
 # A stale source ----------------------------------------------------------------------------------------------
 
 
-def test_a_file_that_stopped_syncing_loads_but_alarms(tmp_path, etl, database_url, empty_env_file, ping_server):  # noqa: F811
+def test_a_file_that_stopped_syncing_loads_but_alarms(tmp_path, etl, database_url, empty_env_file, ping_server):
     url, recorder = ping_server
     old = int(time.time()) - 20 * DAY
     stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "J. Williams", 40, "e" * 32)],
@@ -243,7 +242,7 @@ def test_a_new_log_file_is_made_0640(tmp_path, etl):
 # Signals ---------------------------------------------------------------------------------------------------
 
 
-def test_sigterm_rolls_back_removes_the_copy_logs_and_pings(tmp_path, database_url, empty_env_file, ping_server):  # noqa: F811
+def test_sigterm_rolls_back_removes_the_copy_logs_and_pings(tmp_path, database_url, empty_env_file, ping_server):
     url, recorder = ping_server
     stats = generate(tmp_path / "big.sqlite3", books=40, days=900, seed=8)
     private_tmp = tmp_path / "tmp"

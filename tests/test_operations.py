@@ -1,18 +1,15 @@
 """Operations: log files, journald, healthchecks, --status (install, units, logrotate: test_install.py)."""
 
-import http.server
 import os
 import re
 import subprocess
 import sys
-import threading
 
-import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import generate
 
 import extract_koreader_stats as etl_module
 from bookhelper.core import component_logger
+from samples.statistics import generate
 
 
 def test_the_log_file_follows_a_rotation_between_two_lines(tmp_path):
@@ -47,33 +44,6 @@ def test_under_journald_stderr_lines_carry_no_timestamp(tmp_path, empty_env_file
     assert lines and all(line.startswith("[INFO] [") or line.startswith("[WARNING] [") for line in lines)
     plain = run_cli("--stats-db", stats, "--dry-run", env_file=empty_env_file)
     assert re.match(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] \[INFO\]", plain.stderr)
-
-
-class PingRecorder(http.server.BaseHTTPRequestHandler):
-    pings = []
-    status = 200
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
-        PingRecorder.pings.append((self.path, body))
-        self.send_response(PingRecorder.status)
-        self.end_headers()
-
-    do_GET = do_POST
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def ping_server():
-    PingRecorder.pings = []
-    PingRecorder.status = 200
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), PingRecorder)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/ping/check-uuid", PingRecorder
-    server.shutdown()
-    server.server_close()
 
 
 def test_healthcheck_pings_start_and_exit_code_with_the_log_tail_and_one_run_id(

@@ -14,9 +14,10 @@ import psycopg2
 import psycopg2.extensions
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
-from generator import generate
 from pgtools import free_port
 from warehouse import reading_state
+
+from samples.statistics import generate
 
 PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 

@@ -9,45 +9,22 @@ from pathlib import Path
 
 import pytest
 from conftest import empty_warehouse, query
-from generator import Book, write_statistics_file
+from helpers import GAP, T0, book_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import warehouse_state
 
 import extract_koreader_stats as etl_module
 from bookhelper.sessions import number_reads, transform_sessions
+from samples.statistics import Book, write_statistics_file
 
-T0 = 1_700_000_000
-GAP = 1800
 DB_SETTINGS = settings(
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
 
-@st.composite
-def book_rows(draw, id_book):
-    """One book's page rows as a reader makes them, with pauses right at the gap's edges."""
-    rows = {}
-    total = draw(st.integers(0, 20))
-    clock = T0 + draw(st.integers(0, 5000))
-    for _ in range(draw(st.integers(0, 25))):
-        page = draw(st.integers(1, total + 2))
-        duration = draw(st.sampled_from([0, 5, 30, 120, 7200]) | st.integers(0, 600))
-        rows[(id_book, page, clock)] = (id_book, page, clock, duration, total)
-        if draw(st.integers(0, 9)) == 0:
-            total += draw(st.sampled_from([-3, 4]))  # a font change
-            total = max(total, 0)
-        pause = draw(st.sampled_from([0, 1, GAP - 1, GAP, GAP + 1, 90_000, -(duration // 2)]) | st.integers(0, 4000))
-        clock += duration + pause
-    return list(rows.values())
-
-
 rows_strategy = st.tuples(book_rows(1), book_rows(2), book_rows(3)).map(lambda books: [r for b in books for r in b])
 
 BOOKS = [Book(i, f"Book {i}", f"Author {i}", 30, f"{i:032x}") for i in (1, 2, 3)]
-
-
-def reset(url):
-    empty_warehouse(url)
 
 
 def load(url, rows, env_file, name="statistics.sqlite3", *extra):
@@ -66,7 +43,7 @@ def two_databases(new_database):
 @DB_SETTINGS
 @given(rows=rows_strategy)
 def test_property_sessions_in_the_warehouse_follow_the_python_rule(rows, database_url, empty_env_file):
-    reset(database_url)
+    empty_warehouse(database_url)
     load(database_url, rows, empty_env_file)
 
     for book in BOOKS:
@@ -93,8 +70,8 @@ def test_property_an_earlier_copy_then_the_full_file_equals_one_load_of_the_full
     rows, cut, rnd, two_databases, empty_env_file
 ):
     step_by_step, once = two_databases
-    reset(step_by_step)
-    reset(once)
+    empty_warehouse(step_by_step)
+    empty_warehouse(once)
     # An earlier copy: the rows up to a moment, less a few older ones that another device merges in later.
     earlier = [r for r in rows if r[2] < T0 + cut and rnd.random() > 0.2]
 

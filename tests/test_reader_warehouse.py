@@ -9,8 +9,9 @@ from pathlib import Path
 
 from catalog import catalog, missing_or_changed
 from conftest import ROOT, query
-from generator import Book, write_statistics_file
 from warehouse import reading_state
+
+from samples.statistics import Book, write_statistics_file
 
 T0 = 1_700_000_000
 MD5 = "ab" * 16

@@ -23,13 +23,12 @@ import psycopg2.errors
 import psycopg2.extensions
 import pytest
 from conftest import query
-from generator import TITLES, Book, make_books, simulate_reading, write_statistics_file
-from pgtools import upstream_address
 from psycopg2 import sql
 from warehouse import warehouse_state
 
-from benchmarks.latency_proxy import LatencyProxy
+from benchmarks.latency_proxy import LatencyProxy, upstream_address
 from bookhelper import report
+from samples.statistics import TITLES, Book, make_books, simulate_reading, write_statistics_file
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 HOSTILE_TITLE = 'Midnight </script><script>alert("x")</script> & <Friends>'

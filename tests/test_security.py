@@ -5,10 +5,11 @@ import uuid
 import psycopg2.extensions
 import pytest
 from conftest import empty_warehouse, query, run_cli
-from generator import generate
 from pgtools import Forwarder, TlsServer, free_port, make_certificate, system_postgres_bin
 from psycopg2 import sql
 from warehouse import table_names
+
+from samples.statistics import generate
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """The sidecar parser reads what KOReader writes, as LuaJIT would, and refuses the rest.
 
-Oracles: the sidecar generator's expected values (tests/sidecar_generator.py) and a real LuaJIT
+Oracles: the sidecar generator's expected values (samples/sidecars.py) and a real LuaJIT
 (lupa's), which loads the same text in an empty environment.
 """
 
@@ -11,12 +11,12 @@ import time
 
 import lupa.luajit21
 import pytest
-from generator import make_books
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sidecar_generator import NotLoadable, loaded_value, sidecar_text, write_sidecars
 
 from bookhelper.luadata import LuaDataError, lua_list, parse_lua_data
+from samples.sidecars import NotLoadable, loaded_value, sidecar_text, write_sidecars
+from samples.statistics import make_books
 
 LUA = lupa.luajit21.LuaRuntime(encoding=None, register_eval=False, register_builtins=False)
 # Load as data: no globals at all, so `inf` and `nan` are nil as in KOReader, and no code can reach anything.

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from conftest import query
-from generator import Book, generate, write_statistics_file
-from sidecar_generator import books_from_statistics, dump_lua, write_sidecars
 
 from bookhelper.sidecars import SidecarFile, transform_sidecar
+from samples.sidecars import books_from_statistics, dump_lua, write_sidecars
+from samples.statistics import Book, generate, write_statistics_file
 
 T0 = 1_700_000_000
 MD5 = "ab" * 16

@@ -10,7 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from calibre_generator import (
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from samples.calibre import (
     CALIBRE_APPLICATION_ID,
     EMPTY_FILE_MD5,
     RULES,
@@ -26,10 +29,8 @@ from calibre_generator import (
     sidecar_path,
     write_calibre_library,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-TESTS = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
 
 # The sample offsets as the fact sheet lists them (LuaJIT's lshift(1024, 2*i), i = -1..10).
 SAMPLE_OFFSETS = (0, 1 << 10, 1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 20, 1 << 22, 1 << 24, 1 << 26, 1 << 28, 1 << 30)
@@ -436,8 +437,8 @@ def test_library_without_cwa_has_no_checksum_table(tmp_path):
 
 
 def test_cli_writes_a_demo_library_device_and_statistics_file(tmp_path):
-    result = subprocess.run([sys.executable, str(TESTS / "calibre_generator.py"), str(tmp_path), "--split", "--wal"],
-                            capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-m", "samples.calibre", str(tmp_path), "--split", "--wal"],
+                            capture_output=True, text=True, check=True, cwd=ROOT)
     assert "statistics book  1 -> (1, 'cwa_checksum')" in result.stdout
     assert (tmp_path / "library" / "metadata.db").exists()
     assert (tmp_path / "books").is_dir() and (tmp_path / "device").is_dir()

@@ -8,9 +8,9 @@ book switches, back-paging, font changes that alter ``total_pages``, re-reads,
 multi-author and unicode titles, sittings across midnight and, on request, hostile
 rows.
 
-Run it as a script to write a file::
+Run it from the repository root to write a file::
 
-    python3 tests/generator.py sample.sqlite3 --books 12 --days 90
+    python3 -m samples.statistics sample.sqlite3 --books 12 --days 90
 """
 
 import argparse

@@ -13,9 +13,9 @@ hold Lua code.
 Each written file comes back as a :class:`SidecarFile` whose ``expected`` is the Python value
 the file parses to (``None`` when it must be refused), so tests compare whole values.
 
-Run it as a script to fill a folder that stands for a Kobo's storage::
+Run it from the repository root to fill a folder that stands for a Kobo's storage::
 
-    python3 tests/sidecar_generator.py OUTDIR --stats-db sample.sqlite3 [--broken]
+    python3 -m samples.sidecars OUTDIR --stats-db sample.sqlite3 [--broken]
 """
 
 import argparse
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
-from generator import Book, make_books
+from samples.statistics import Book, make_books
 
 KOBO_BOOKS_DIR = "/mnt/onboard/Books"
 KOBO_DATA_DIR = "/mnt/onboard/.adds/koreader"
@@ -392,7 +392,7 @@ def sidecar_data(book: SidecarBook, era: str, rng: random.Random, marks: Sequenc
 
 
 def as_sidecar_books(books: Sequence[Union[Book, SidecarBook, tuple]]) -> list:
-    """Books from tests/generator.py, SidecarBooks, or (md5, title, authors, ext) tuples."""
+    """Books from samples.statistics, SidecarBooks, or (md5, title, authors, ext) tuples."""
     result = []
     for n, book in enumerate(books):
         if isinstance(book, SidecarBook):

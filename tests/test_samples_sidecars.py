@@ -11,10 +11,10 @@ import re
 
 import lupa.luajit21
 import pytest
-from generator import generate, make_books
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sidecar_generator import (
+
+from samples.sidecars import (
     BROKEN_KINDS,
     ERAS,
     LUA_CODE_LINES,
@@ -31,6 +31,7 @@ from sidecar_generator import (
     sidecar_text,
     write_sidecars,
 )
+from samples.statistics import generate, make_books
 
 # Loads a chunk as data would be loaded, with no globals (so `inf` and `nan` are nil, as in KOReader),
 # and re-dumps a table as dump.lua does with orderedPairs; `trailing_comma` false is the pre-2020.11 layout.

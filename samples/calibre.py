@@ -9,9 +9,9 @@ re-exported with embedded metadata) and their sidecars, and a statistics file wh
 match Calibre books through each matching rule, ambiguously, or not at all, together with
 the expected match of every statistics book. All data is invented.
 
-Run it as a script to write a demo library, device folder and statistics file::
+Run it from the repository root to write a demo library, device folder and statistics file::
 
-    python3 tests/calibre_generator.py OUTDIR
+    python3 -m samples.calibre OUTDIR
 """
 
 import argparse
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from generator import Book, simulate_reading, write_statistics_file
+from samples.statistics import Book, simulate_reading, write_statistics_file
 
 SCHEMA_VERSIONS = (25, 26, 27)
 CURRENT_SCHEMA_VERSION = 27
@@ -813,7 +813,7 @@ class Scenario:
     statistics_path: Path
     device_dir: Path
     calibre_books: list
-    stat_books: list  # generator.Book rows of the statistics file
+    stat_books: list  # samples.statistics.Book rows of the statistics file
     sidecar_identifiers: dict  # statistics book id -> doc_props.identifiers (only books that have some)
     device_files: dict  # statistics book id -> its file on the device
     expected: dict  # statistics book id -> ExpectedMatch or None
