@@ -48,6 +48,7 @@ from bookhelper.core import (
     DEVICE_LENGTH,
     EXIT_INTERNAL,
     EXIT_OK,
+    EXIT_PARTIAL,
     EXIT_STALE,
     EXIT_TERMINATED,
     EXIT_USAGE,
@@ -134,6 +135,7 @@ EXIT_CODES_HELP = """exit codes:
   75  the database is unreachable after retries, or busy (temporary: try again later)
   78  configuration error (also: a missing Python package)
   79  loaded, but the statistics file looks stale (ETL_STALE_AFTER_DAYS): check Syncthing
+  80  loaded, but an optional input (Calibre library, sidecar folder) could not be read tonight
   130 interrupted (Ctrl-C); 143 stopped by SIGTERM (systemctl stop, a timeout): nothing written
 """
 
@@ -1242,7 +1244,7 @@ VALUES (%(run_uuid)s, to_timestamp(%(started_at)s), clock_timestamp(), %(status)
 INSERT INTO device_sync AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
                               rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged,
                               last_exit_code, source_newest_at, source_modified_at)
-VALUES ('koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale') THEN clock_timestamp() END,
+VALUES ('koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() END,
         clock_timestamp(), %(status)s, %(error_message)s, %(rows_read)s, %(rows_skipped)s, %(books_changed)s,
         %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(exit_code)s,
         to_timestamp(%(source_newest)s), to_timestamp(%(source_modified)s))
@@ -1257,10 +1259,12 @@ SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), las
 -- The reader's one row for the source; times in naive UTC, as the reader's TIMESTAMP columns hold them.
 INSERT INTO public.sync_status AS s (source_name, last_sync_time, last_sync_cursor, records_synced, records_created,
                                      records_updated, sync_status, error_message, sync_duration_seconds, sync_mode)
-VALUES ('koreader', CASE WHEN %(status)s IN ('success', 'stale') THEN clock_timestamp() AT TIME ZONE 'UTC' END,
+VALUES ('koreader', CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() AT TIME ZONE 'UTC'
+        END,
         to_char(to_timestamp(%(source_newest)s) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
         %(records_synced)s, %(records_created)s, %(records_updated)s,
-        CASE %(status)s WHEN 'success' THEN 'success' WHEN 'stale' THEN 'partial_success' ELSE 'failed' END,
+        CASE WHEN %(status)s = 'success' THEN 'success' WHEN %(status)s IN ('stale', 'partial') THEN 'partial_success'
+             ELSE 'failed' END,
         %(error_message)s, %(sync_duration_seconds)s,
         'incremental')
 ON CONFLICT (source_name) DO UPDATE
@@ -1642,10 +1646,20 @@ def load(conn, config: Config, inputs: RunInputs, target: DatabaseTarget) -> Run
     if config.dry_run:
         cursor.execute("ROLLBACK")
     else:
-        status, code = ("stale", EXIT_STALE) if statistics.stale_warning else ("success", EXIT_OK)
-        cursor.execute(RUN_RECORD_SQL + "COMMIT;",
-                       run_record(config, inputs, result, status, statistics.stale_warning, code))
+        status, code, warning = run_outcome(inputs)
+        cursor.execute(RUN_RECORD_SQL + "COMMIT;", run_record(config, inputs, result, status, warning, code))
     return result
+
+
+def run_outcome(inputs: RunInputs) -> tuple[str, int, Optional[str]]:
+    """A loaded run's status, exit code and warning: a stale statistics file (79) before an optional input
+    that could not be read (80), before success. Both are failures to the healthcheck and systemd."""
+    warning = "; ".join(w for w in (inputs.statistics.stale_warning, *inputs.notes) if w) or None
+    if inputs.statistics.stale_warning:
+        return "stale", EXIT_STALE, warning
+    if inputs.notes:
+        return "partial", EXIT_PARTIAL, warning
+    return "success", EXIT_OK, None
 
 
 def report_cut_values(cut: Counter) -> None:
@@ -2235,10 +2249,12 @@ def load_and_report(config: Config, inputs: RunInputs, target: DatabaseTarget) -
         etl_log.info("success in %.1f s (%s rows/s)", elapsed, f"{rate:,.0f}")
     if config.report_file and not config.dry_run:
         write_report_file(config, target, config.report_file)
+    _status, code, _warning = run_outcome(inputs)
     if inputs.statistics.stale_warning:
         etl_log.warning("%s", inputs.statistics.stale_warning)
-        return EXIT_STALE
-    return EXIT_OK
+    if inputs.notes:
+        etl_log.warning("loaded, but not tonight: %s (exit %d)", "; ".join(inputs.notes), EXIT_PARTIAL)
+    return code
 
 
 def write_report_file(config: Config, target: DatabaseTarget, path: Path) -> None:

@@ -18,7 +18,6 @@ from bookhelper.core import (
     ISO_DATE,
     NAME_LENGTH,
     Book,
-    ConfigError,
     RunContext,
     Setting,
     SourceMissing,
@@ -69,6 +68,7 @@ class CalibreLibrary:
     cwa_checksums: tuple[tuple[int, str], ...]  # (calibre id, KOReader md5)
     fingerprint: str
     root: Optional[Path] = None  # the library folder: its format files are hashed for matching
+    problems: tuple[tuple[str, int], ...] = ()  # values skipped or cleaned, by reason
 
 
 def koreader_partial_md5(path: Path) -> Optional[str]:
@@ -113,9 +113,31 @@ def custom_column_values(conn: sqlite3.Connection, label: str) -> dict[int, obje
     return dict(conn.execute(query).fetchall())
 
 
+# Longer is no identifier, and would not fit the warehouse's index (about 2,700 bytes).
+IDENTIFIER_LENGTH = 500
+
+
+def text_decoder(problems: Counter):
+    """SQLite's text as Python text, one bad value never costing the library: invalid UTF-8 is replaced
+    (U+FFFD) and NUL characters, which PostgreSQL refuses, removed; each counted."""
+    def decode(raw: bytes) -> str:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            problems["invalid UTF-8, replaced"] += 1
+            text = raw.decode("utf-8", "replace")
+        if "\x00" in text:
+            problems["NUL removed"] += 1
+            text = text.replace("\x00", "")
+        return text
+    return decode
+
+
 def extract_calibre_library(library: Path, workdir: Path) -> CalibreLibrary:
     """Read the library's metadata from a checked snapshot; only tables, so no calibre function is needed."""
     conn = sqlite3.connect(copy_snapshot(library / "metadata.db", workdir, name="calibre-metadata.db"))
+    problems: Counter = Counter()
+    conn.text_factory = text_decoder(problems)
     try:
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
@@ -129,11 +151,34 @@ def extract_calibre_library(library: Path, workdir: Path) -> CalibreLibrary:
                             " ORDER BY id").fetchall()
     finally:
         conn.close()
-    return dataclasses.replace(transform_calibre_library(rows, parts, cwa, ko_md5, ko_status), root=library)
+    return dataclasses.replace(transform_calibre_library(rows, parts, cwa, ko_md5, ko_status, problems),
+                               root=library)
 
 
-def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, ko_status: dict) -> CalibreLibrary:
-    """The library's books as the warehouse keeps them, and a digest of everything read."""
+def calibre_identifiers(pairs: Sequence[tuple], problems: Counter) -> tuple[tuple[str, str], ...]:
+    """A book's (scheme, value) identifiers; an empty or overlong one is skipped and counted."""
+    found = []
+    for scheme, value in pairs:
+        scheme, value = clean_text(scheme), clean_text(value)
+        if not scheme or not value:
+            problems["empty identifier"] += 1
+        elif len(scheme) + len(value) > IDENTIFIER_LENGTH:
+            problems["identifier too long"] += 1
+        else:
+            found.append((scheme.lower(), value))
+    return tuple(found)
+
+
+def calibre_texts(values: Sequence) -> tuple[str, ...]:
+    """Text values (tags, languages) as stored text; empty ones dropped."""
+    return tuple(text for text in map(clean_text, values) if text)
+
+
+def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, ko_status: dict,
+                              problems: Optional[Counter] = None) -> CalibreLibrary:
+    """The library's books as the warehouse keeps them, a digest of everything read, and the values that
+    were skipped or cleaned. Any value may be of any SQLite storage class."""
+    problems = Counter() if problems is None else problems
     grouped: dict[str, dict[int, list]] = {name: {} for name in parts}
     for name, part_rows in parts.items():
         for book, *values in part_rows:
@@ -145,23 +190,25 @@ def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, 
         books[calibre_id] = CalibreBook(
             calibre_id=calibre_id, uuid=clean_text(uuid_text), title=clean_text(title) or "",
             # calibre stores a comma inside one name as "|"
-            authors=tuple(clean_text(name.replace("|", ",")) or "" for name in grouped["authors"].get(calibre_id, [])),
-            publisher=next(iter(grouped["publishers"].get(calibre_id, [])), None),
+            authors=tuple((clean_text(name) or "").replace("|", ",")
+                          for name in grouped["authors"].get(calibre_id, [])),
+            publisher=next(iter(calibre_texts(grouped["publishers"].get(calibre_id, []))), None),
             published_on=calibre_date(pubdate),
-            series=next(iter(grouped["series"].get(calibre_id, [])), None),
+            series=next(iter(calibre_texts(grouped["series"].get(calibre_id, []))), None),
             series_index=float(series_index) if isinstance(series_index, (int, float)) and math.isfinite(series_index)
             and grouped["series"].get(calibre_id) else None,
-            languages=tuple(grouped["languages"].get(calibre_id, [])),
+            languages=calibre_texts(grouped["languages"].get(calibre_id, [])),
             rating=(stars + 1) // 2 if stars else None,
-            tags=tuple(grouped["tags"].get(calibre_id, [])),
-            identifiers=tuple(grouped["identifiers"].get(calibre_id, [])),
-            formats=tuple((fmt, f"{path}/{name}.{str(fmt).lower()}")
-                          for fmt, name in grouped["formats"].get(calibre_id, [])),
+            tags=calibre_texts(grouped["tags"].get(calibre_id, [])),
+            identifiers=calibre_identifiers(grouped["identifiers"].get(calibre_id, []), problems),
+            formats=tuple((clean_text(fmt), f"{clean_text(path)}/{clean_text(name)}.{clean_text(fmt).lower()}")
+                          for fmt, name in grouped["formats"].get(calibre_id, []) if clean_text(fmt)),
             ko_md5=normalise_md5(ko_md5.get(calibre_id)), ko_status=clean_text(ko_status.get(calibre_id)),
         )
     fingerprint = hashlib.sha1(json.dumps([rows, parts, cwa, sorted(ko_md5.items()), sorted(
         (k, str(v)) for k, v in ko_status.items())], default=str).encode()).hexdigest()
-    return CalibreLibrary(books, tuple((book, md5) for book, md5 in cwa if normalise_md5(md5)), fingerprint)
+    return CalibreLibrary(books, tuple((book, normalise_md5(md5)) for book, md5 in cwa if normalise_md5(md5)),
+                          fingerprint, problems=tuple(sorted(problems.items())))
 
 
 def calibre_date(value) -> Optional[str]:
@@ -395,22 +442,25 @@ class CalibreCounts:
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     """The library folder, when one is set."""
     library = values["CALIBRE_LIBRARY"]
-    if not library:
-        return None
-    if not (Path(library).expanduser() / "metadata.db").is_file():
-        raise ConfigError(f"{library} is not a Calibre library (no metadata.db in it); "
-                          "check --calibre-library or CALIBRE_LIBRARY")
-    return Path(library).expanduser()
+    return Path(library).expanduser() if library else None
 
 
 def extract(library: Path, workdir: Path) -> CalibreLibrary:
-    """The library, read from a checked snapshot of its metadata.db."""
+    """The library, read from a checked snapshot of its metadata.db. A library that is missing tonight (a NAS
+    not mounted) or cannot be read is skipped: what the warehouse holds of it stays."""
+    if not (library / "metadata.db").is_file():
+        raise SourceSkipped(f"Calibre library skipped: {library} holds no metadata.db (not mounted? check "
+                            "--calibre-library or CALIBRE_LIBRARY)")
     try:
         calibre = extract_calibre_library(library, workdir)
     except (sqlite3.Error, OSError, SourceMissing) as exc:
         raise SourceSkipped(f"Calibre library skipped: {library}/metadata.db cannot be read ({first_line(exc)})"
                             ) from None
     component_logger("EXTRACT").info("read %d books of the Calibre library %s", len(calibre.books), library)
+    if calibre.problems:
+        component_logger("TRANSFORM").warning(
+            "Calibre: skipped or cleaned %d values (%s)", sum(n for _reason, n in calibre.problems),
+            ", ".join(f"{reason}: {n}" for reason, n in calibre.problems))
     return calibre
 
 

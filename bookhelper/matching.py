@@ -30,6 +30,7 @@ def match_reader_books(new_books: Iterable[Book], rows: Iterable[ReaderBook],
     """book_key -> (book_id, rule) of the reader's row each new book is, by the first rule that finds exactly
     one row no other new book took: the same file hash, an ISBN Calibre gives the book, then the same
     normalised title and first author (a row the enrichment job created first)."""
+    rows = list(rows)
     titles = {row.book_id: row.title for row in rows}
     by_rule: dict[str, dict] = {"file_hash": {}, "isbn": {}, "author": {}}
     for row in rows:
@@ -106,7 +107,7 @@ def titles_agree(one: str, other: str) -> bool:
     """The same full title, or one is the other's main title; two different subtitles do not agree."""
     full_one, main_one = title_forms(one)
     full_other, main_other = title_forms(other)
-    return bool(full_one) and (full_one in (full_other, main_other) or main_one == full_other)
+    return bool(full_one and full_other) and (full_one in (full_other, main_other) or main_one == full_other)
 
 
 def normalise_author(name: str) -> str:

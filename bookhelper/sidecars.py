@@ -16,12 +16,13 @@ from typing import Optional
 from bookhelper.core import (
     MAX_INTEGER,
     Book,
-    ConfigError,
     RunContext,
     Setting,
+    SourceSkipped,
     clean_optional,
     clean_text,
     component_logger,
+    first_line,
     int_in_range,
     iso_date,
     make_book_key,
@@ -141,13 +142,25 @@ def local_datetime(value) -> Optional[str]:
     return value
 
 
+def lua_key_order(key) -> tuple:
+    """Lua's order of a table's keys: numbers, then strings (a PDF position mixes both)."""
+    return (0, key, "") if isinstance(key, (int, float)) else (1, 0, str(key))
+
+
+def plain_data(value):
+    """Lua data as JSON holds it: keys as text in Lua's order, text exact (PostgreSQL's jsonb holds no NUL)."""
+    if isinstance(value, dict):
+        return {exact_text(str(key)): plain_data(value[key]) for key in sorted(value, key=lua_key_order)}
+    return exact_text(value) if isinstance(value, str) else value
+
+
 def position_text(value) -> Optional[str]:
     """An xpointer as it is; a PDF position (a page number or a table) as JSON."""
     if isinstance(value, str):
         return exact_text(value)
     if value is None or isinstance(value, bool):
         return None
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(plain_data(value))
 
 
 def page_number(value) -> Optional[int]:
@@ -176,16 +189,22 @@ def legacy_note(bookmark: Optional[dict], quote: Optional[str]) -> Optional[str]
     return text
 
 
+def text_field(table: dict, name: str) -> Optional[str]:
+    """A field that must be text (a datetime), or None whatever else it holds."""
+    value = table.get(name)
+    return value if isinstance(value, str) else None
+
+
 def legacy_highlights(data: dict) -> list[Highlight]:
     """Files without ``annotations``: ``highlight`` (page -> items) joined to ``bookmarks`` by datetime,
     where a bookmark's ``notes`` is the quote and its ``text`` the note; the rest are page bookmarks."""
     bookmarks = [mark for mark in lua_values(data.get("bookmarks")) if isinstance(mark, dict)]
-    by_time = {mark.get("datetime"): mark for mark in bookmarks if mark.get("datetime")}
+    by_time = {when: mark for mark in bookmarks for when in (text_field(mark, "datetime"),) if when}
     highlights, joined = [], set()
     pages = data.get("highlight") if isinstance(data.get("highlight"), dict) else {}
     for page in sorted(pages, key=lambda key: (not isinstance(key, int), str(key))):
         for item in (entry for entry in lua_values(pages[page]) if isinstance(entry, dict)):
-            when = item.get("datetime")
+            when = text_field(item, "datetime")
             joined.add(when)
             quote = exact_text(item.get("text"))
             note = legacy_note(by_time.get(when), quote)
@@ -195,7 +214,7 @@ def legacy_highlights(data: dict) -> list[Highlight]:
                 exact_text(item.get("color")), exact_text(item.get("drawer")), local_datetime(when), None,
             ))
     for mark in bookmarks:
-        if mark.get("datetime") in joined or mark.get("highlighted"):
+        if text_field(mark, "datetime") in joined or mark.get("highlighted"):
             continue
         highlights.append(Highlight(
             "bookmark", exact_text(mark.get("notes")), legacy_note(mark, exact_text(mark.get("notes"))),
@@ -368,17 +387,19 @@ class SidecarCounts:
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     """The sidecar folder, when one is set."""
     folder = values["KOREADER_SIDECAR_DIR"]
-    if not folder:
-        return None
-    if not Path(folder).expanduser().is_dir():
-        raise ConfigError(f"the sidecar folder {folder} does not exist or is not a folder; "
-                          "check --sidecar-dir or KOREADER_SIDECAR_DIR")
-    return Path(folder).expanduser()
+    return Path(folder).expanduser() if folder else None
 
 
 def extract(folder: Path, _workdir: Path) -> dict[str, SidecarBook]:
-    """The folder's sidecars by book key (read in place: each file is read once, whole)."""
-    return extract_sidecars(folder)
+    """The folder's sidecars by book key (read in place: each file is read once, whole). A folder that is
+    missing tonight (a device or a share not mounted) is skipped: what the warehouse holds of it stays."""
+    if not folder.is_dir():
+        raise SourceSkipped(f"sidecars skipped: the folder {folder} does not exist or is not a folder (not mounted? "
+                            "check --sidecar-dir or KOREADER_SIDECAR_DIR)")
+    try:
+        return extract_sidecars(folder)
+    except OSError as exc:
+        raise SourceSkipped(f"sidecars skipped: the folder {folder} cannot be read ({first_line(exc)})") from None
 
 
 def book_isbns(sidecars: dict[str, SidecarBook], books: Sequence[Book]) -> dict[str, set[str]]:

@@ -153,11 +153,12 @@ def poll(url, statement, params, done, timeout, interval):
 
 
 def wait_for_statement(url, needle, timeout=60):
-    """The pid of the ETL's backend once it runs a statement containing ``needle``, else None."""
+    """The pid of the ETL's backend once it runs a statement containing ``needle``, else None. Only this
+    database's: tests running in parallel share the server."""
     row = poll(
         url,
         "SELECT pid FROM pg_stat_activity WHERE application_name = 'bookhelper-etl' "
-        "AND state = 'active' AND position(%s in query) > 0",
+        "AND datname = current_database() AND state = 'active' AND position(%s in query) > 0",
         (needle,), lambda row: row is not None, timeout, 0.005,
     )
     return row[0] if row else None
@@ -165,7 +166,8 @@ def wait_for_statement(url, needle, timeout=60):
 
 def wait_for_backends_to_end(url, timeout=30):
     """Wait until no ETL backend remains (a killed client's backend finishes its statement first)."""
-    row = poll(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bookhelper-etl'", None,
+    row = poll(url, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'bookhelper-etl' "
+                    "AND datname = current_database()", None,
                lambda row: row[0] == 0, timeout, 0.05)
     if row is None:
         raise AssertionError("an ETL backend outlived its client")

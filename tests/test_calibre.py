@@ -1,10 +1,11 @@
 """A Calibre library as an optional input: matching, what lands, current state, cost and safety."""
 
 import hashlib
+import re
 import sqlite3
 
 import pytest
-from conftest import query
+from conftest import query, run_cli
 
 from bookhelper.core import clean_text, make_book_key, normalise_md5, split_authors
 from bookhelper.matching import isbn_columns
@@ -160,7 +161,7 @@ def test_a_corrupt_library_skips_enrichment_but_loads_the_reading(etl, database_
 
     result = load(etl, scenario)
 
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 80, result.stderr  # loaded, and the healthcheck hears of the library
     assert result.stderr.count("[WARNING] [EXTRACT] Calibre library skipped") == 1
     assert query(database_url, "SELECT count(*) > 0 FROM reading_sessions") == [(True,)]
     assert query(database_url, "SELECT count(*) FROM book_calibre") == [(0,)]
@@ -184,12 +185,32 @@ def test_the_library_folder_is_byte_identical_after_a_run(tmp_path, etl, databas
     assert query(database_url, "SELECT count(*) > 10 FROM book_calibre") == [(True,)]
 
 
-def test_a_folder_without_metadata_db_is_a_configuration_error(tmp_path, etl, database_url, scenario):
-    result = etl(scenario.statistics_path, "--calibre-library", tmp_path)
-    assert result.returncode == 78
-    assert "is not a Calibre library (no metadata.db in it)" in result.stderr
-    assert query(database_url, "SELECT to_regclass('books') IS NULL, to_regnamespace('bookhelper') IS NULL") == [
-        (True, True)]
+CALIBRE_STATE = ("SELECT * FROM book_calibre ORDER BY book_id", "SELECT * FROM book_tags ORDER BY 1, 2",
+                 "SELECT * FROM book_editions ORDER BY edition_id", "SELECT * FROM book_identifiers ORDER BY 1, 2, 3")
+
+
+@pytest.mark.parametrize("missing", ["folder", "metadata.db"])
+def test_a_library_missing_tonight_is_skipped_loudly_and_what_it_gave_stays(
+        tmp_path, etl, database_url, empty_env_file, scenario, ping_server, missing):
+    url, recorder = ping_server
+    assert load(etl, scenario).returncode == 0
+    before = [query(database_url, statement) for statement in CALIBRE_STATE]
+    unmounted = tmp_path / "nas"
+    if missing == "metadata.db":
+        unmounted.mkdir()  # the mount point of a share that is not mounted
+
+    result = etl(scenario.statistics_path, "--sidecar-dir", scenario.device_dir, "--calibre-library", unmounted,
+                 ETL_HEALTHCHECK_URL=url)
+
+    assert result.returncode == 80, result.stderr
+    assert re.search(r"\[WARNING\] \[EXTRACT\] Calibre library skipped: .*nas holds no metadata\.db \(not mounted\? "
+                     r"check --calibre-library or CALIBRE_LIBRARY\); the reading still loads", result.stderr)
+    assert [query(database_url, statement) for statement in CALIBRE_STATE] == before
+    assert query(database_url, "SELECT count(*) > 0 FROM reading_sessions") == [(True,)]
+    assert recorder.pings[-1][0].startswith("/ping/check-uuid/80?rid=")
+    assert "Calibre library skipped" in recorder.pings[-1][1]
+    status = run_cli("--status", env_file=empty_env_file, DATABASE_URL=database_url)
+    assert re.search(r"partial\s+80\s+.*Calibre library skipped", status.stdout)
 
 
 def test_calibre_fills_the_readers_shared_columns_only_while_empty_or_still_its_own(etl, database_url, scenario):

@@ -3,6 +3,7 @@
 import datetime
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -234,12 +235,22 @@ def test_the_sidecar_folder_is_only_read(tmp_path, etl, stats):
     assert snapshot() == before
 
 
-def test_a_missing_sidecar_folder_is_a_configuration_error(tmp_path, etl, database_url, stats):
-    result = etl(stats, "--sidecar-dir", tmp_path / "nowhere")
-    assert result.returncode == 78
-    assert "the sidecar folder" in result.stderr and "KOREADER_SIDECAR_DIR" in result.stderr
-    assert query(database_url, "SELECT to_regclass('books') IS NULL, to_regnamespace('bookhelper') IS NULL") == [
-        (True, True)]
+def test_a_sidecar_folder_missing_tonight_is_skipped_loudly_and_what_it_gave_stays(
+        tmp_path, etl, database_url, stats, ping_server):
+    url, recorder = ping_server
+    folder = tmp_path / "device"
+    write_sidecar(folder, "Books/Stoner.sdr/metadata.epub.lua", current_sidecar())
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+    before = query(database_url, SIDECAR_ROWS), query(database_url, HIGHLIGHT_ROWS)
+
+    result = etl(stats, "--sidecar-dir", tmp_path / "not-mounted", ETL_HEALTHCHECK_URL=url)
+
+    assert result.returncode == 80, result.stderr
+    assert re.search(r"\[WARNING\] \[EXTRACT\] sidecars skipped: the folder .*not-mounted does not exist or is not a "
+                     r"folder \(not mounted\? check --sidecar-dir or KOREADER_SIDECAR_DIR\); the reading still loads",
+                     result.stderr)
+    assert (query(database_url, SIDECAR_ROWS), query(database_url, HIGHLIGHT_ROWS)) == before
+    assert recorder.pings[-1][0].startswith("/ping/check-uuid/80?rid=")
 
 
 def test_a_changed_device_zone_moves_the_highlight_times(tmp_path, etl, database_url, stats):
