@@ -25,6 +25,14 @@ SCRIPT = ROOT / "extract_koreader_stats.py"
 ISOLATED_SETTINGS = tuple(s.env for s in extract_koreader_stats.SETTINGS) + ("JOURNAL_STREAM", "PGSSLMODE", "PGHOST")
 
 
+def pytest_collection_modifyitems(items):
+    """A test that talks to the server under test is marked ``database``: the pass against the second
+    server (scripts/test.sh) runs only those; the others gain nothing from a second server."""
+    for item in items:
+        if "pg_server_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.database)
+
+
 @pytest.fixture(scope="session")
 def pg_server_url():
     """A PostgreSQL server for the whole session: TEST_DATABASE_URL, or an embedded one.
