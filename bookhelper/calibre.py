@@ -151,8 +151,26 @@ def extract_calibre_library(library: Path, workdir: Path) -> CalibreLibrary:
                             " ORDER BY id").fetchall()
     finally:
         conn.close()
-    return dataclasses.replace(transform_calibre_library(rows, parts, cwa, ko_md5, ko_status, problems),
-                               root=library)
+    calibre = transform_calibre_library(rows, parts, cwa, ko_md5, ko_status, problems)
+    # The format files are part of what the library says (their md5 matches books): a file that appears,
+    # goes or changes makes the library changed, though metadata.db is not.
+    files = json.dumps(format_file_states(library, calibre)).encode()
+    return dataclasses.replace(calibre, root=library,
+                               fingerprint=hashlib.sha1(calibre.fingerprint.encode() + files).hexdigest())
+
+
+def format_file_states(library: Path, calibre: CalibreLibrary) -> list:
+    """(path, size, modification time) of every format file of the library, None for a missing one."""
+    states = []
+    for book in calibre.books.values():
+        for _format, path in book.formats:
+            try:
+                info = (library / path).stat()
+            except (OSError, ValueError):
+                states.append((path, None))
+                continue
+            states.append((path, info.st_size, info.st_mtime_ns))
+    return states
 
 
 def calibre_identifiers(pairs: Sequence[tuple], problems: Counter) -> tuple[tuple[str, str], ...]:

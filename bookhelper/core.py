@@ -99,6 +99,9 @@ MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer
 LAST_VALID_EPOCH = 4102444800  # 2100-01-01: a fixed bound, so that a book's metadata never depends on the run date
 
 
+SQLITE_COMPANIONS = ("-wal", "-journal")  # the write-ahead log; a rollback journal
+
+
 def _file_state(path: Path) -> Optional[tuple[int, int]]:
     try:
         info = path.stat()
@@ -108,28 +111,35 @@ def _file_state(path: Path) -> Optional[tuple[int, int]]:
 
 
 def copy_snapshot(source: Path, workdir: Path, attempts: int = 3, name: str = "statistics.sqlite3") -> Path:
-    """Copy an SQLite database and its -wal into ``workdir``, retrying while Syncthing (or Calibre) changes them.
+    """Copy an SQLite database with its -wal and -journal into ``workdir``, retrying while Syncthing (or Calibre)
+    changes them. A writer caught mid-transaction leaves a hot journal: copied along, SQLite rolls the copy back
+    to the last commit when it opens it, so a write that is then rolled back is never read.
 
     Only reads the source: nothing is created beside it (SQLite itself would add a -shm) and no
     timestamp changes.
     """
-    wal = Path(f"{source}-wal")
+    companions = [(Path(f"{source}{suffix}"), Path(f"{workdir / name}{suffix}")) for suffix in SQLITE_COMPANIONS]
     target = workdir / name
+
+    def states() -> tuple:
+        return (_file_state(source),) + tuple(_file_state(original) for original, _copy in companions)
+
     for attempt in range(attempts):
-        before = (_file_state(source), _file_state(wal))
+        before = states()
         try:
             shutil.copyfile(source, target)
-            if before[1] is not None:
-                shutil.copyfile(wal, Path(f"{target}-wal"))
-            else:
-                Path(f"{target}-wal").unlink(missing_ok=True)
+            for (original, copy), state in zip(companions, before[1:]):
+                if state is not None:
+                    shutil.copyfile(original, copy)
+                else:
+                    copy.unlink(missing_ok=True)
         except FileNotFoundError:
             if attempt == attempts - 1:
                 raise SourceMissing(f"{source}: disappeared while it was copied; try again") from None
             continue
         except OSError as exc:
             raise SourceMissing(f"{source}: cannot be copied ({exc.strerror})") from None
-        if (_file_state(source), _file_state(wal)) == before:
+        if states() == before:
             return target
         time.sleep(0.5 * (attempt + 1))
     component_logger("EXTRACT").warning("%s kept changing while it was copied; using the last copy", source)

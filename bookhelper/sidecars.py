@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from bookhelper.core import (
+    LAST_VALID_EPOCH,
     MAX_INTEGER,
     Book,
     RunContext,
@@ -106,8 +107,9 @@ class SidecarBook:
     """What one sidecar says about its book: identity, the reader's status and rating, and highlights."""
 
     book: Book
-    paths: tuple[str, ...]
+    paths: tuple[str, ...]  # every file of the book, sorted
     content_hashes: tuple[str, ...]
+    source_path: str  # the file all of this comes from: the most recently modified
     status: str
     status_modified: Optional[str]
     rating: Optional[int]
@@ -238,7 +240,9 @@ def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
     book = Book(make_book_key(file_hash, title, authors), title, authors, file_hash,
                 clean_optional(props.get("series")) if isinstance(props.get("series"), str) else None,
                 clean_optional(props.get("language")) if isinstance(props.get("language"), str) else None,
-                int_in_range(data.get("doc_pages"), 1, MAX_INTEGER), None)
+                int_in_range(data.get("doc_pages"), 1, MAX_INTEGER),
+                # the newest file's metadata wins, as the statistics' last opened book's does
+                int_in_range(int(sidecar.modified_at), 1, LAST_VALID_EPOCH))
     identifiers = props.get("identifiers") if isinstance(props.get("identifiers"), str) else ""
     schemes = tuple(sorted({(exact_text(scheme), exact_text(value)) for scheme, value in
                             map(parse_identifier, identifiers.splitlines()) if scheme and value}))
@@ -248,7 +252,7 @@ def transform_sidecar(sidecar: SidecarFile) -> Optional[SidecarBook]:
     status = summary.get("status")
     percent = data.get("percent_finished")
     return SidecarBook(
-        book=book, paths=(sidecar.path,), content_hashes=(sidecar.content_hash,),
+        book=book, paths=(sidecar.path,), content_hashes=(sidecar.content_hash,), source_path=sidecar.path,
         status=exact_text(status) if isinstance(status, str) and status else "reading",
         status_modified=iso_date(summary.get("modified")),
         rating=int_in_range(summary.get("rating"), 1, 5), review=exact_text(summary.get("note")) or None,
@@ -280,7 +284,10 @@ def transform_sidecars(sidecars: Iterable[SidecarFile]) -> tuple[dict[str, Sidec
     return chosen, skipped
 
 
-SIDECAR_PRINTS_SQL = "SELECT sidecar_path, content_hash FROM sidecar_files WHERE device_id = %(device_id)s"
+SIDECAR_PRINTS_SQL = """
+SELECT k.book_key, f.sidecar_path, f.content_hash
+FROM sidecar_files f JOIN book_keys k USING (book_id) WHERE f.device_id = %(device_id)s
+"""
 
 
 # When a device's zone or clock changes (configured tonight or not): its highlights' local times are placed
@@ -297,13 +304,13 @@ SIDECARS_SQL = """
 CREATE TEMP TABLE incoming_sidecars ON COMMIT DROP AS
 SELECT s.*, b.book_id
 FROM jsonb_to_recordset(%(sidecars)s::jsonb) AS s(
-    book_key text, paths text[], hashes text[], status text, status_modified date, rating smallint, review text,
-    percent_finished double precision, doc_pages integer, last_opened_at double precision, identifiers text[],
-    highlights jsonb)
+    book_key text, paths text[], hashes text[], source_path text, status text, status_modified date,
+    rating smallint, review text, percent_finished double precision, doc_pages integer,
+    last_opened_at double precision, identifiers text[], highlights jsonb)
 JOIN book_keys b USING (book_key);
 INSERT INTO book_sidecars AS t (device_id, book_id, sidecar_path, status, status_modified, rating, review,
                                 percent_finished, doc_pages, last_opened_at, identifiers)
-SELECT %(device_id)s, book_id, paths[1], status, status_modified, rating, review, percent_finished, doc_pages,
+SELECT %(device_id)s, book_id, source_path, status, status_modified, rating, review, percent_finished, doc_pages,
        to_timestamp(last_opened_at), identifiers
 FROM incoming_sidecars
 ON CONFLICT (device_id, book_id) DO UPDATE
@@ -321,6 +328,8 @@ FROM incoming_sidecars i
 CROSS JOIN LATERAL jsonb_to_recordset(i.highlights) AS h(
     position integer, kind text, text text, note text, chapter text, page integer, pageref text, pos0 text,
     pos1 text, color text, drawer text, created_local timestamp, updated_local timestamp);
+DELETE FROM sidecar_files f USING incoming_sidecars i
+WHERE f.device_id = %(device_id)s AND f.book_id = i.book_id AND f.sidecar_path <> ALL (i.paths);
 INSERT INTO sidecar_files AS f (device_id, sidecar_path, content_hash, book_id)
 SELECT %(device_id)s, p.path, p.hash, i.book_id
 FROM incoming_sidecars i CROSS JOIN LATERAL unnest(i.paths, i.hashes) AS p(path, hash)
@@ -333,9 +342,12 @@ SELECT count(*), coalesce(sum(jsonb_array_length(highlights)), 0) FROM incoming_
 def changed_sidecars(cursor, device_id: int, sidecars: dict[str, SidecarBook]) -> list[SidecarBook]:
     """The sidecars whose files differ from this device's last load (one round trip)."""
     cursor.execute(SIDECAR_PRINTS_SQL, {"device_id": device_id})
-    stored = dict(cursor.fetchall())
-    changed = [sidecar for sidecar in sidecars.values()
-               if any(stored.get(path) != digest for path, digest in zip(sidecar.paths, sidecar.content_hashes))]
+    stored: dict[str, set[tuple[str, str]]] = {}
+    for book_key, path, digest in cursor.fetchall():
+        stored.setdefault(book_key, set()).add((path, digest))
+    # A book's files changed when one changed, appeared or went (a deleted newer copy: the older one speaks).
+    changed = [sidecar for key, sidecar in sidecars.items()
+               if stored.get(key) != set(zip(sidecar.paths, sidecar.content_hashes))]
     component_logger("LOAD").info("%d of %d sidecars changed since this device's last load", len(changed),
                                   len(sidecars))
     return changed
@@ -344,7 +356,8 @@ def changed_sidecars(cursor, device_id: int, sidecars: dict[str, SidecarBook]) -
 def sidecar_payload(sidecars: Sequence[SidecarBook]) -> str:
     """The changed sidecars as JSON for SIDECARS_SQL."""
     return json.dumps([
-        {"book_key": s.book.book_key, "paths": list(s.paths), "hashes": list(s.content_hashes), "status": s.status,
+        {"book_key": s.book.book_key, "paths": list(s.paths), "hashes": list(s.content_hashes),
+         "source_path": s.source_path, "status": s.status,
          "status_modified": s.status_modified, "rating": s.rating, "review": s.review,
          "percent_finished": s.percent_finished, "doc_pages": s.doc_pages, "last_opened_at": s.last_opened_at,
          "identifiers": [f"{scheme}:{value}" for scheme, value in s.identifiers],

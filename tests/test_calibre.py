@@ -9,7 +9,17 @@ from conftest import query, run_cli
 
 from bookhelper.core import clean_text, make_book_key, normalise_md5, split_authors
 from bookhelper.matching import isbn_columns
-from samples.calibre import build_scenario
+from samples.calibre import (
+    CalibreBook,
+    CalibreFormat,
+    build_scenario,
+    calibre_book_path,
+    calibre_file_name,
+    register_calibre_functions,
+    write_calibre_library,
+)
+from samples.calibre import koreader_partial_md5 as calibre_partial_md5
+from samples.statistics import Book, write_statistics_file
 
 MATCHES = """
     SELECT b.book_key, c.calibre_id, c.match_rule FROM book_calibre c JOIN book_keys b USING (book_id) ORDER BY 1"""
@@ -249,3 +259,48 @@ def test_a_new_book_takes_the_readers_row_of_the_isbn_calibre_gives_it(etl, read
                                      FROM books b JOIN book_keys k USING (book_id)
                                      WHERE b.isbn_13 = '9780441478125'""") == [
         ("The Left Hand of Darkness", "hc-lhod", "hardcover", "isbn")]
+
+
+def test_a_book_matched_by_title_is_matched_by_its_file_once_the_file_appears(tmp_path, etl, database_url,
+                                                                              new_database):
+    content = b"an epub, as the device holds it " * 400
+    stats = write_statistics_file(tmp_path / "s.sqlite3",
+                                  [Book(1, "Stoner", "John Williams", 100, calibre_partial_md5(content))],
+                                  [(1, 1, 1_700_000_000, 60, 100)])
+    library = write_calibre_library(tmp_path / "library", [
+        CalibreBook(1, "Stoner", ["John Williams"], formats=[CalibreFormat("EPUB", content)])], cwa=False)
+    book_file = library.format_path(calibre_book_path(1, "Stoner", "John Williams"),
+                                    calibre_file_name("Stoner", "John Williams"), "EPUB")
+    book_file.rename(tmp_path / "away.epub")  # on the NAS, not copied yet
+    assert etl(stats, "--calibre-library", library.metadata_db.parent).returncode == 0
+    assert [rule for _key, _id, rule in query(database_url, MATCHES)] == ["title_author"]
+    (tmp_path / "away.epub").rename(book_file)
+
+    assert etl(stats, "--calibre-library", library.metadata_db.parent).returncode == 0
+
+    once = new_database()
+    assert etl(stats, "--calibre-library", library.metadata_db.parent, DATABASE_URL=once).returncode == 0
+    assert query(database_url, MATCHES) == query(once, MATCHES)
+    assert [rule for _key, _id, rule in query(database_url, MATCHES)] == ["file_md5"]
+
+
+@pytest.mark.parametrize("journal_mode", ["delete", "wal"])
+def test_a_library_caught_mid_write_is_read_as_its_last_commit(tmp_path, etl, database_url, scenario, journal_mode):
+    writer = sqlite3.connect(scenario.library.metadata_db, isolation_level=None)
+    register_calibre_functions(writer)
+    writer.execute(f"PRAGMA journal_mode={journal_mode}")
+    writer.execute("PRAGMA cache_size=1")  # the uncommitted pages reach the database file (or the -wal)
+    writer.execute("BEGIN")
+    writer.execute("INSERT INTO tags (name) VALUES ('rolled back')")
+    writer.execute("INSERT INTO books_tags_link (book, tag) SELECT id, (SELECT max(id) FROM tags) FROM books")
+    writer.execute("CREATE TABLE filler (x TEXT)")
+    writer.executemany("INSERT INTO filler VALUES (?)", [("f" * 900,)] * 5000)
+    try:
+        result = load(etl, scenario)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT count(*) FROM tags WHERE name = 'rolled back'") == [(0,)]
+    assert query(database_url, "SELECT count(*) > 0 FROM book_tags") == [(True,)]

@@ -260,3 +260,65 @@ def test_a_changed_device_zone_moves_the_highlight_times(tmp_path, etl, database
     assert etl(stats, "--sidecar-dir", folder, ETL_TIMEZONE="UTC").returncode == 0
     first = query(database_url, "SELECT created_at FROM highlights WHERE position = 1")[0][0]
     assert first == datetime.datetime(2024, 3, 1, 21, 15, tzinfo=datetime.timezone.utc)
+
+
+# Histories that must end as one fresh load of the final folder ---------------------------------------------
+
+SIDECAR_STATE = (SIDECAR_ROWS, HIGHLIGHT_ROWS,
+                 "SELECT b.book_key, s.sidecar_path FROM book_sidecars s JOIN book_keys b USING (book_id) ORDER BY 1",
+                 "SELECT k.book_key, r.title, r.page_count FROM book_reading r JOIN book_keys k USING (book_id) "
+                 "ORDER BY 1")
+
+
+def fresh_load(etl_cli, new_database, stats, folder):
+    url = new_database()
+    assert etl_cli(stats, "--sidecar-dir", folder, DATABASE_URL=url).returncode == 0
+    return [query(url, statement) for statement in SIDECAR_STATE]
+
+
+def test_a_sidecar_only_change_of_the_page_count_reaches_the_book(tmp_path, etl, database_url, new_database, stats):
+    folder = tmp_path / "device"
+    paper = "Books/Paper.sdr/metadata.pdf.lua"
+    write_sidecar(folder, paper, current_sidecar(partial_md5_checksum="cd" * 16, doc_pages=100))
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+    write_sidecar(folder, paper, current_sidecar(partial_md5_checksum="cd" * 16, doc_pages=101), mtime=T0 + 60)
+    write_sidecar(folder, "Books/Stoner.sdr/metadata.epub.lua", current_sidecar(doc_pages=321), mtime=T0 + 60)
+
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+
+    state = [query(database_url, statement) for statement in SIDECAR_STATE]
+    assert state == fresh_load(etl, new_database, stats, folder)
+    assert ("md5:" + "cd" * 16, "Stoner", 101) in state[3]
+
+
+def test_when_the_newer_of_two_copies_is_deleted_the_older_one_speaks(tmp_path, etl, database_url, new_database,
+                                                                       stats):
+    folder = tmp_path / "device"
+    write_sidecar(folder, "Books/Stoner.sdr/metadata.epub.lua",
+                  current_sidecar(summary={"status": "reading"}), mtime=T0)
+    newer = write_sidecar(folder, "docsettings/Books/Stoner.sdr/metadata.epub.lua",
+                          current_sidecar(summary={"status": "complete", "modified": "2024-03-02"}), mtime=T0 + 600)
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+    assert query(database_url, "SELECT status FROM book_sidecars") == [("complete",)]
+    newer.unlink()
+
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+
+    state = [query(database_url, statement) for statement in SIDECAR_STATE]
+    assert state == fresh_load(etl, new_database, stats, folder)
+    assert query(database_url, "SELECT status, sidecar_path FROM book_sidecars") == [
+        ("reading", "Books/Stoner.sdr/metadata.epub.lua")]
+    assert query(database_url, "SELECT sidecar_path FROM sidecar_files") == [("Books/Stoner.sdr/metadata.epub.lua",)]
+
+
+def test_the_sidecar_path_names_the_copy_the_status_came_from(tmp_path, etl, database_url, stats):
+    folder = tmp_path / "device"
+    write_sidecar(folder, "Books/Stoner.sdr/metadata.epub.lua", current_sidecar(summary={"status": "abandoned"}),
+                  mtime=T0)
+    write_sidecar(folder, "docsettings/Books/Stoner.sdr/metadata.epub.lua",
+                  current_sidecar(summary={"status": "reading"}), mtime=T0 + 600)
+
+    assert etl(stats, "--sidecar-dir", folder).returncode == 0
+
+    assert query(database_url, "SELECT status, sidecar_path FROM book_sidecars") == [
+        ("reading", "docsettings/Books/Stoner.sdr/metadata.epub.lua")]
