@@ -1,0 +1,185 @@
+"""The warehouse is a function of all its inputs: random histories of runs over a growing statistics file,
+a sidecar folder and a Calibre library that are edited between runs, each optional input configured on some
+nights and not on others, and settings changed in between, equal one fresh load of the last inputs each
+source was read from, with the final settings: every table and view a user queries, row for row."""
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from conftest import empty_warehouse, query
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from warehouse import reading_state
+
+import extract_koreader_stats as etl_module
+from samples.calibre import CalibreBook, write_calibre_library
+from samples.sidecars import dump_lua
+from samples.statistics import Book, write_statistics_file
+
+T0 = 1_700_000_000
+BOOKS = [Book(1, "Stoner", "John Williams", 40, "a" * 32), Book(2, "Dune", "Frank Herbert", 50, "b" * 32),
+         Book(3, "Emma", "Jane Austen", 30, None)]
+PAPER_MD5 = "c" * 32  # a book only a sidecar knows
+TAGS = ("classic", "sf", "novel", "favourite")
+PUBLISHERS = ("Vintage", "Ace", "Penguin")
+
+# What a user queries of the optional inputs, by natural keys.
+INPUT_QUERIES = {
+    "book_sidecars": """
+        SELECT k.book_key, s.sidecar_path, s.status, s.status_modified, s.rating, s.review, s.percent_finished,
+               s.doc_pages, s.identifiers
+        FROM book_sidecars s JOIN book_keys k USING (book_id) ORDER BY 1""",
+    "highlights": """
+        SELECT k.book_key, h.position, h.kind, h.text, h.note, h.chapter, h.page, h.created_local, h.created_at
+        FROM highlights h JOIN book_keys k USING (book_id) ORDER BY 1, 2""",
+    "book_calibre": """
+        SELECT k.book_key, c.calibre_id, c.match_rule, c.title, c.series, c.publisher, c.isbn, c.rating
+        FROM book_calibre c JOIN book_keys k USING (book_id) ORDER BY 1""",
+    "book_tags": """
+        SELECT k.book_key, g.name, t.source FROM book_tags t JOIN tags g USING (tag_id)
+        JOIN book_keys k USING (book_id) ORDER BY 1, 2""",
+    "editions": """
+        SELECT k.book_key, e.edition_format, e.isbn_specific, e.publisher_specific, e.calibre_id
+        FROM book_editions e JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+    "shared_columns": """
+        SELECT k.book_key, b.isbn_13, b.isbn_10, p.publisher_name, b.publisher_name
+        FROM books b JOIN book_keys k USING (book_id) LEFT JOIN publishers p USING (publisher_id) ORDER BY 1""",
+    "publishers": "SELECT publisher_name FROM publishers ORDER BY 1",
+    "book_reading": """
+        SELECT k.book_key, r.title, r.authors, r.page_count, r.sessions, r.reading_seconds, r.reads, r.status,
+               r.rating, r.highlights, r.publisher, r.tags
+        FROM book_reading r JOIN book_keys k USING (book_id) ORDER BY 1""",
+    "finished_books": """
+        SELECT k.book_key, f.read_number, f.finished_on, f.evidence
+        FROM finished_books f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+    "tag_analytics": "SELECT tag, books, sessions, reading_seconds FROM tag_analytics ORDER BY 1",
+    "publisher_reading": "SELECT name, books, sessions, reading_seconds FROM publisher_reading ORDER BY 1",
+    "author_reading": "SELECT name, books, sessions, reading_seconds FROM author_reading ORDER BY 1",
+    "reading_streaks": "SELECT first_day, last_day, days, reading_seconds FROM reading_streaks ORDER BY 1",
+}
+
+
+def whole_state(url):
+    return {**reading_state(url), **{name: query(url, sql) for name, sql in INPUT_QUERIES.items()}}
+
+
+page_rows = st.lists(st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(0, 40_000), st.integers(1, 200)),
+                     min_size=1, max_size=25)
+sidecar_versions = st.fixed_dictionaries({
+    "status": st.sampled_from(["reading", "complete", "abandoned"]),
+    "rating": st.integers(0, 6),
+    "pages": st.integers(10, 60),
+    "notes": st.lists(st.sampled_from(["a quote", "another", "— 読書"]), max_size=3),
+    "copy": st.booleans(),  # a second copy of the sidecar, in docsettings/, older or newer
+    "copy_newer": st.booleans(),
+})
+library_versions = st.fixed_dictionaries({
+    "tags": st.lists(st.sets(st.sampled_from(TAGS), max_size=2), min_size=4, max_size=4),
+    "publishers": st.lists(st.sampled_from(PUBLISHERS), min_size=4, max_size=4),
+    "isbns": st.lists(st.sampled_from(["9780306406157", "0306406152", "9781590171998", None]), min_size=4,
+                      max_size=4),
+})
+nights = st.fixed_dictionaries({
+    "stats": st.integers(0, 2), "sidecars": st.one_of(st.none(), st.integers(0, 2)),
+    "calibre": st.one_of(st.none(), st.integers(0, 2)),
+    "ETL_TIMEZONE": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
+    "ETL_GAP_MINUTES": st.sampled_from(["30", "5"]),
+})
+
+
+@contextlib.contextmanager
+def environment(**values):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def write_sidecars(folder: Path, version: dict, written_at: int) -> None:
+    """The sidecars of one version, written at ``written_at``: Stoner's (with an optional second copy, older or
+    newer) and the book read on paper."""
+    for md5, name in (("a" * 32, "Stoner"), (PAPER_MD5, "Paper")):
+        data = {"partial_md5_checksum": md5, "doc_props": {"title": name, "authors": "Someone"},
+                "doc_pages": version["pages"],
+                "summary": {"status": version["status"], "modified": "2024-03-02", "rating": version["rating"]},
+                "annotations": {n: {"datetime": f"2024-03-01 21:{10 + n}:00", "text": text, "pageno": n}
+                                for n, text in enumerate(version["notes"], 1)}}
+        copies = [(f"Books/{name}.sdr/metadata.epub.lua", data, written_at + 100)]
+        if version["copy"]:
+            other = dict(data, summary={**data["summary"], "status": "reading"})
+            copies.append((f"docsettings/Books/{name}.sdr/metadata.epub.lua", other,
+                           written_at + (200 if version["copy_newer"] else 50)))
+        for relative, content, mtime in copies:
+            path = folder / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"return " + dump_lua(content))
+            os.utime(path, (mtime, mtime))
+
+
+def write_library(folder: Path, version: dict) -> Path:
+    """The reader's library of one version: the three books and one the statistics never saw."""
+    titles = [(b.title, b.authors) for b in BOOKS] + [("Unread", "Nobody")]
+    books = [CalibreBook(n, title, [author], publisher=version["publishers"][n - 1],
+                         tags=sorted(version["tags"][n - 1]),
+                         identifiers={"isbn": version["isbns"][n - 1]} if version["isbns"][n - 1] else {})
+             for n, (title, author) in enumerate(titles, 1)]
+    return write_calibre_library(folder, books, cwa=False).metadata_db.parent
+
+
+def run(url, env_file, night, paths):
+    args = ["--stats-db", str(paths["stats"][night["stats"]]), "--database-url", url, "--env-file", str(env_file),
+            "-q"]
+    if night["sidecars"] is not None:
+        args += ["--sidecar-dir", str(paths["sidecars"][night["sidecars"]])]
+    if night["calibre"] is not None:
+        args += ["--calibre-library", str(paths["calibre"][night["calibre"]])]
+    with environment(ETL_TIMEZONE=night["ETL_TIMEZONE"], ETL_GAP_MINUTES=night["ETL_GAP_MINUTES"]):
+        assert etl_module.main(args) == 0
+
+
+@settings(max_examples=12, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(rows=page_rows, cuts=st.lists(st.integers(0, 40_000), min_size=2, max_size=2),
+       sidecars=st.lists(sidecar_versions, min_size=3, max_size=3),
+       libraries=st.lists(library_versions, min_size=3, max_size=3),
+       history=st.lists(nights, min_size=1, max_size=5),
+       final_sources=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+def test_property_any_history_over_all_inputs_equals_one_fresh_load(new_database, empty_env_file, rows, cuts,
+                                                                    sidecars, libraries, history, final_sources):
+    step_by_step, once = new_database(), new_database()
+    empty_warehouse(step_by_step)
+    empty_warehouse(once)
+    final_rows = sorted({(book, page, T0 + start): (book, page, T0 + start, duration, 40)
+                         for book, page, start, duration in rows}.values())
+    with tempfile.TemporaryDirectory() as directory:
+        root = Path(directory)
+        versions = [[r for r in final_rows if r[2] < T0 + cut] for cut in sorted(cuts)] + [final_rows]
+        paths = {"stats": [write_statistics_file(root / f"s{n}.sqlite3", BOOKS, version)
+                           for n, version in enumerate(versions)],
+                 "sidecars": [], "calibre": []}
+        for n, (sidecar, library) in enumerate(zip(sidecars, libraries)):
+            write_sidecars(root / f"device{n}", sidecar, T0 + 1000 * n)
+            paths["sidecars"].append(root / f"device{n}")
+            paths["calibre"].append(write_library(root / f"library{n}", library))
+        # Time goes forward: the statistics copies grow and the device's sidecars are replaced by newer ones, as
+        # Syncthing brings them (the Calibre library is edited back and forth). On the last night every input is
+        # there: an input missing on the last night is left as it was, which no fresh load can know.
+        history = sorted(history, key=lambda night: night["stats"])
+        history[-1] = {**history[-1], "sidecars": final_sources[0], "calibre": final_sources[1]}
+        newest = 0
+        for night in history:
+            if night["sidecars"] is not None:
+                newest = night["sidecars"] = max(newest, night["sidecars"])
+        for night in history:
+            run(step_by_step, empty_env_file, night, paths)
+        run(once, empty_env_file, history[-1], paths)
+
+        assert whole_state(step_by_step) == whole_state(once)
