@@ -680,13 +680,42 @@ BOOK_KEY_REFERENCES = ("page_views", "book_authors", "calibre_match_overrides", 
                        "highlights")
 
 
+def v1_local_instant(epoch: str, zone: str) -> str:
+    """1.0.0's reading of a local-clock device's raw epoch, as it stored it: the wall time in ``zone``, as a UTC
+    epoch. A wall time the zone skips at a spring-forward is read with the offset before the change, so two
+    raw epochs (02:10, which Berlin skips, and 03:10) became one instant."""
+    return f"extract(epoch FROM (to_timestamp({epoch}) AT TIME ZONE 'UTC') AT TIME ZONE {zone})::bigint"
+
+
+def local_wall(epoch: str, zone: str) -> str:
+    """The wall time in ``zone`` of a UTC epoch, as a local clock records it: an epoch counted as if UTC."""
+    return f"extract(epoch FROM (to_timestamp({epoch}) AT TIME ZONE {zone}) AT TIME ZONE 'UTC')::bigint"
+
+
+# The raw epochs that 1.0.0 can have stored as the instant p.start_epoch of a local-clock device: the wall
+# time of the instant under the offset in force then, 3 h before and 25 h before (every real gap is shorter:
+# an hour in most zones, 30 min or 2 h in some, a whole day in Samoa in 2011), each one only if 1.0.0's
+# reading of it gives the instant back. One: that is the raw epoch. Two: the instant follows a spring-forward
+# and either is possible. None: an instant 1.0.0 cannot have stored in the device's stored zone (the zone
+# was another when the row was loaded).
+V1_RAW_CANDIDATES = f"""
+SELECT count(DISTINCT c.raw_epoch) AS candidates, min(c.raw_epoch) AS raw_epoch
+FROM (SELECT {local_wall('p.start_epoch - k', 'd.timezone')} + k AS raw_epoch
+      FROM unnest('{{0, 10800, 90000}}'::bigint[]) AS k) AS c
+WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
+
+
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
-# schema DDL, inside the run's transaction; none loses history.
+# schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
     # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
-    # start_time (rows of local-clock devices were stored converted to UTC: convert them back); every
-    # device sends all its books once more, so that its KOReader book ids get recorded; and all sessions
-    # are derived again under the device-independent rule.
+    # start_time: rows of local-clock devices were stored converted to UTC, so they are converted back,
+    # exactly. Where 1.0.0 gave two raw epochs one instant (the hour after a spring-forward; it even kept one
+    # row of two views of a page), the raw epoch is lost: such a row is dropped, and the device's file, which
+    # every device sends again whole, brings it back with its raw epoch (a row no file holds any more is
+    # lost). Every device sends all its books once more, so that its KOReader book ids get recorded; and all
+    # sessions are derived again under the device-independent rule. A row 1.0.0 cannot have stored in the
+    # device's stored zone is read back in that zone, as before.
     1: ("""
 ALTER TABLE devices ALTER COLUMN device_id TYPE integer;
 ALTER TABLE page_views ALTER COLUMN device_id TYPE integer;
@@ -700,9 +729,12 @@ ALTER TABLE etl_runs ADD COLUMN IF NOT EXISTS exit_code integer,
 ALTER TABLE sync_status ADD COLUMN IF NOT EXISTS last_exit_code integer,
     ADD COLUMN IF NOT EXISTS source_newest_at timestamptz, ADD COLUMN IF NOT EXISTS source_modified_at timestamptz;
 CREATE TEMP TABLE raw_local_views ON COMMIT DROP AS
-SELECT p.book_id, p.page, extract(epoch FROM (to_timestamp(p.start_epoch) AT TIME ZONE d.timezone)
-                                  AT TIME ZONE 'UTC')::bigint AS raw_epoch, p.duration, p.total_pages, p.device_id
-FROM page_views p JOIN devices d USING (device_id) WHERE d.clock = 'local';
+SELECT p.book_id, p.page,
+       CASE WHEN r.candidates = 1 THEN r.raw_epoch ELSE """ + local_wall("p.start_epoch", "d.timezone") + """ END
+           AS raw_epoch,
+       p.duration, p.total_pages, p.device_id
+FROM page_views p JOIN devices d USING (device_id) CROSS JOIN LATERAL (""" + V1_RAW_CANDIDATES + """) AS r
+WHERE d.clock = 'local' AND r.candidates <= 1;
 DELETE FROM page_views p USING devices d WHERE d.device_id = p.device_id AND d.clock = 'local';
 """ + merge_page_views("book_id, page, raw_epoch, duration, total_pages, device_id", "raw_local_views") + """;
 DELETE FROM device_books;

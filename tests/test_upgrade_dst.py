@@ -1,0 +1,177 @@
+"""Upgrading a 1.0.0 warehouse whose local-clock rows straddle a DST change: the rows come back as KOReader's
+raw start_time, so the upgrade and every later run equal one fresh load and count each second once.
+
+1.0.0 stored a ``clock = local`` device's rows converted to UTC, reading the raw epoch as wall time in the
+device's zone. At a fall-back that conversion is one-to-one (an ambiguous wall time becomes one instant,
+which reads back as the same wall time). At a spring-forward it is two-to-one: a wall time the zone skips
+(02:10 in Berlin on 2023-03-26) becomes the same instant as the wall time an hour later (03:10), and when
+both were views of one page, 1.0.0 kept only the longer. Those rows cannot be converted back; the upgrade
+drops them and the device's re-sent file brings them back with their raw epochs."""
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+from conftest import query, run_cli
+from warehouse import book_seconds, reading_state
+
+from samples.statistics import Book, write_statistics_file
+
+SCHEMA_V1 = Path(__file__).with_name("schema_v1.sql")
+STONER = Book(1, "Stoner", "John Williams", 300, "e" * 32)
+STONER_KEY = "md5:" + "e" * 32
+OMENS = Book(1, "Good Omens", "Terry Pratchett", 400, "a" * 32)
+KINDLE = {"ETL_TIMEZONE": "Europe/Berlin", "ETL_DEVICE_CLOCK": "local"}
+BOOX = {"ETL_TIMEZONE": "UTC", "ETL_DEVICE_CLOCK": "utc"}
+
+
+def wall(text):
+    """A raw KOReader start_time of a local-clock device: the wall time, counted as if it were UTC."""
+    return int(datetime.datetime.fromisoformat(text).replace(tzinfo=datetime.timezone.utc).timestamp())
+
+
+# A Kindle whose clock keeps Berlin wall time, reading across a DST change: (id_book, page, start_time, duration,
+# total_pages) as in page_stat_data.
+ACROSS = {
+    # 2023-10-29: at 03:00 CEST the clock goes back to 02:00 CET, so 02:00-03:00 happens twice.
+    "fall-back": [(1, 1, wall("2023-10-29 01:50"), 60, 300), (1, 2, wall("2023-10-29 02:10"), 60, 300),
+                  (1, 3, wall("2023-10-29 02:40"), 60, 300), (1, 4, wall("2023-10-29 02:10"), 60, 300),
+                  (1, 5, wall("2023-10-29 02:40"), 60, 300), (1, 6, wall("2023-10-29 03:20"), 60, 300)],
+    # 2023-03-26: at 02:00 CET the clock goes on to 03:00 CEST; this device's clock still said 02:10 and 02:40.
+    "spring-forward": [(1, 1, wall("2023-03-26 01:50"), 60, 300), (1, 2, wall("2023-03-26 02:10"), 60, 300),
+                       (1, 3, wall("2023-03-26 02:40"), 60, 300), (1, 4, wall("2023-03-26 03:20"), 60, 300)],
+    # The same, and page 3 viewed again at 03:40, the instant 1.0.0 also gave 02:40: it kept one row of 90 s.
+    "spring-forward, two views made one": [
+        (1, 1, wall("2023-03-26 01:50"), 60, 300), (1, 2, wall("2023-03-26 02:10"), 60, 300),
+        (1, 3, wall("2023-03-26 02:40"), 90, 300), (1, 4, wall("2023-03-26 03:20"), 60, 300),
+        (1, 3, wall("2023-03-26 03:40"), 30, 300)],
+}
+# The other device's reading, true UTC.
+BOOX_ROWS = [(1, page, 1_719_860_400 + 100 * page, 45, 400) for page in range(1, 4)]
+
+# What 1.0.0 stored: the devices, the books, the page views (a local-clock device's start converted to UTC with
+# 1.0.0's expression, merged on that converted start, the longer view winning) and the fingerprints.
+V1_WAREHOUSE = """
+INSERT INTO devices (device_id, name, timezone, clock) VALUES (1, 'kindle', 'Europe/Berlin', 'local'),
+                                                               (2, 'boox', 'UTC', 'utc');
+SELECT setval(pg_get_serial_sequence('devices', 'device_id'), 2);
+INSERT INTO authors (author_id, name) VALUES (1, 'John Williams'), (2, 'Terry Pratchett');
+INSERT INTO books (book_id, book_key, title, author_id, file_hash, page_count)
+VALUES (1, 'md5:eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'Stoner', 1, 'eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 300),
+       (2, 'md5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 'Good Omens', 2, 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', 400);
+SELECT setval(pg_get_serial_sequence('books', 'book_id'), 2), setval(pg_get_serial_sequence('authors', 'author_id'), 2);
+INSERT INTO book_authors VALUES (1, 1, 1), (2, 2, 1);
+-- Good Omens only when the Boox read it.
+DELETE FROM books WHERE book_id = 2 AND NOT %(boox)s;
+DELETE FROM authors WHERE author_id = 2 AND NOT %(boox)s;
+INSERT INTO page_views AS pv (book_id, page, start_epoch, duration, total_pages, device_id)
+SELECT DISTINCT ON (book_id, page, utc_epoch) book_id, page, utc_epoch, duration, total_pages, device_id
+FROM (SELECT r.*,
+             CASE WHEN d.clock = 'local'
+                  THEN extract(epoch FROM (to_timestamp(start_epoch) AT TIME ZONE 'UTC') AT TIME ZONE d.timezone)
+                  ELSE start_epoch END::bigint AS utc_epoch
+      FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(book_id integer, page integer, start_epoch bigint, duration integer,
+                                                  total_pages integer, device_id integer)
+      JOIN devices d USING (device_id)) AS i
+ORDER BY book_id, page, utc_epoch, duration DESC
+ON CONFLICT (book_id, page, start_epoch) DO UPDATE
+    SET duration = EXCLUDED.duration, total_pages = EXCLUDED.total_pages WHERE EXCLUDED.duration > pv.duration;
+INSERT INTO device_books (device_id, book_id, row_count, duration_sum, last_start_epoch, future_rows, metadata_hash)
+SELECT device_id, book_id, count(*), sum(duration), max(start_epoch), 0, 'stale'
+FROM jsonb_to_recordset(%(rows)s::jsonb) AS r(book_id integer, device_id integer, start_epoch bigint, duration integer)
+GROUP BY 1, 2;
+INSERT INTO etl_runs (run_uuid, started_at, finished_at, status, device, script_version)
+VALUES ('00000000-0000-0000-0000-000000000001', now(), now(), 'success', 'kindle', '1.0.0');
+"""
+
+
+def version_1_warehouse(url, kindle_rows, boox_rows=()):
+    """A warehouse as 1.0.0 left it after loading these rows of the Kindle (Stoner) and of the Boox (Good Omens)."""
+    rows = [{"book_id": 1, "page": page, "start_epoch": start, "duration": duration, "total_pages": total,
+             "device_id": 1} for _id, page, start, duration, total in kindle_rows]
+    rows += [{"book_id": 2, "page": page, "start_epoch": start, "duration": duration, "total_pages": total,
+              "device_id": 2} for _id, page, start, duration, total in boox_rows]
+    query(url, SCHEMA_V1.read_text())
+    query(url, V1_WAREHOUSE, {"rows": json.dumps(rows), "boox": bool(boox_rows)})
+
+
+def stoner_views(url):
+    """The Kindle's book's page views in the warehouse: (page, start_epoch, duration), in time order."""
+    return query(url, "SELECT page, start_epoch, duration FROM page_views WHERE book_id = 1 ORDER BY 2, 1")
+
+
+def views_of(rows):
+    """What ``stoner_views`` holds when the warehouse has each of these page rows once, at its raw start_time."""
+    return sorted(((page, start, duration) for _id, page, start, duration, _total in rows), key=lambda r: (r[1], r[0]))
+
+
+def load(url, env_file, runs):
+    """Run each (statistics file, device, settings) into ``url``, in order."""
+    for stats, device, settings in runs:
+        result = run_cli("--stats-db", stats, "--device", device, env_file=env_file, DATABASE_URL=url, **settings)
+        assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("rows", ACROSS.values(), ids=ACROSS.keys())
+def test_an_upgrade_by_the_local_clock_device_equals_a_fresh_load(tmp_path, database_url, new_database,
+                                                                 empty_env_file, rows):
+    version_1_warehouse(database_url, rows)
+    kindle = write_statistics_file(tmp_path / "kindle.sqlite3", [STONER], rows)
+
+    result = run_cli("--stats-db", kindle, "--device", "kindle", env_file=empty_env_file, DATABASE_URL=database_url,
+                     **KINDLE)
+
+    assert result.returncode == 0, result.stderr
+    assert "upgrading the warehouse schema to version 3" in result.stderr
+    once = new_database()
+    load(once, empty_env_file, [(kindle, "kindle", KINDLE)])
+    assert reading_state(database_url) == reading_state(once)
+    # Every row once, at its raw KOReader start_time, and every second of the file once.
+    assert stoner_views(database_url) == views_of(rows)
+    assert book_seconds(database_url) == {STONER_KEY: sum(row[3] for row in rows)}
+    # The next run finds nothing to do and changes nothing.
+    again = run_cli("--stats-db", kindle, "--device", "kindle", env_file=empty_env_file, DATABASE_URL=database_url)
+    assert again.returncode == 0, again.stderr
+    assert "0 of 1 books changed" in again.stderr
+    assert reading_state(database_url) == reading_state(once)
+
+
+@pytest.mark.parametrize("rows", ACROSS.values(), ids=ACROSS.keys())
+def test_an_upgrade_by_another_device_converges_on_the_local_clock_devices_next_run(tmp_path, database_url,
+                                                                                   new_database, empty_env_file, rows):
+    version_1_warehouse(database_url, rows, BOOX_ROWS)
+    runs = [(write_statistics_file(tmp_path / "boox.sqlite3", [OMENS], BOOX_ROWS), "boox", BOOX),
+            (write_statistics_file(tmp_path / "kindle.sqlite3", [STONER], rows), "kindle", KINDLE)]
+
+    load(database_url, empty_env_file, runs[:1])
+
+    # Until the Kindle's next run, its rows 1.0.0 stored exactly are back at their raw start_time; the ones whose
+    # instant two raw epochs share (1.0.0 stored them between 01:00 and 02:00 UTC on 2023-03-26) wait for it.
+    kept = [row for row in rows if not wall("2023-03-26 02:00") <= row[2] < wall("2023-03-26 04:00")]
+    assert stoner_views(database_url) == views_of(kept)
+    load(database_url, empty_env_file, runs[1:])
+    once = new_database()
+    load(once, empty_env_file, runs)
+    assert reading_state(database_url) == reading_state(once)
+    assert book_seconds(database_url) == {STONER_KEY: sum(row[3] for row in rows),
+                                          "md5:" + "a" * 32: sum(row[3] for row in BOOX_ROWS)}
+
+
+def test_rows_only_an_older_copy_held_stay_at_their_raw_start_time(tmp_path, database_url, new_database,
+                                                                    empty_env_file):
+    # 1.0.0 loaded an older copy of the Kindle's file, with reading around the fall-back and on an ordinary
+    # evening, that the current file no longer holds (KOReader's "reset statistics", a restored backup).
+    older = ACROSS["fall-back"] + [(1, 7, wall("2023-11-02 21:15"), 120, 300)]
+    current = [(1, 8, wall("2023-11-05 20:00"), 60, 300), (1, 9, wall("2023-11-05 20:01"), 60, 300)]
+    version_1_warehouse(database_url, older + current)
+    kindle = write_statistics_file(tmp_path / "kindle.sqlite3", [STONER], current)
+
+    load(database_url, empty_env_file, [(kindle, "kindle", KINDLE)])
+
+    # The warehouse is a function of every row ever loaded: the older copy's rows are kept, exactly.
+    once = new_database()
+    load(once, empty_env_file, [(write_statistics_file(tmp_path / "older.sqlite3", [STONER], older), "kindle", KINDLE),
+                                (kindle, "kindle", KINDLE)])
+    assert reading_state(database_url) == reading_state(once)
+    assert book_seconds(database_url) == {STONER_KEY: sum(row[3] for row in older + current)}
