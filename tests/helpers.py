@@ -1,5 +1,8 @@
-"""Invented reading that several test modules share: page rows drawn by hypothesis, two synced devices' files."""
+"""What several test modules share: page rows drawn by hypothesis, two synced devices' files, settings in
+the environment for an in-process run."""
 
+import contextlib
+import os
 import random
 
 from hypothesis import strategies as st
@@ -61,3 +64,21 @@ def synced_files(tmp_path, seed=7):
         longest = max(file_a[key][3], file_b[key][3])
         expected[f"md5:{md5}"] = expected.get(f"md5:{md5}", 0) + longest
     return path_a, path_b, expected
+
+
+@contextlib.contextmanager
+def environment(**values):
+    """Settings in the process environment for an in-process run (main() reads them as cron would)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update({name: value for name, value in values.items() if value is not None})
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -5,14 +5,12 @@ id, a changed clock or zone, the load order of devices, a changed session gap), 
 random histories of several synced devices, grown copies and settings changed between runs.
 """
 
-import contextlib
-import os
 import tempfile
 from pathlib import Path
 
 import pytest
 from conftest import empty_warehouse, query, run_cli
-from helpers import T0, book_rows
+from helpers import T0, book_rows, environment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import book_seconds, reading_state
@@ -172,24 +170,6 @@ def test_a_changed_gap_derives_every_session_again(tmp_path, etl, database_url, 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York")
 BOOKS = [Book(1, "Book 1", "Author 1", 30, f"{1:032x}"), Book(2, "Book 2", "Author 2", 30, f"{2:032x}"),
          Book(3, "Kein Hash", "Autorin 3", 30, None)]
-
-
-@contextlib.contextmanager
-def environment(**values):
-    """Settings in the process environment for an in-process run (main() reads them as cron would)."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update({name: value for name, value in values.items() if value is not None})
-    for name, value in values.items():
-        if value is None:
-            os.environ.pop(name, None)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 run_settings = st.fixed_dictionaries({

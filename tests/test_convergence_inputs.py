@@ -3,12 +3,12 @@ a sidecar folder and a Calibre library that are edited between runs, each option
 nights and not on others, and settings changed in between, equal one fresh load of the last inputs each
 source was read from, with the final settings: every table and view a user queries, row for row."""
 
-import contextlib
 import os
 import tempfile
 from pathlib import Path
 
 from conftest import empty_warehouse, query
+from helpers import environment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import reading_state
@@ -87,20 +87,6 @@ nights = st.fixed_dictionaries({
     "ETL_TIMEZONE": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
     "ETL_GAP_MINUTES": st.sampled_from(["30", "5"]),
 })
-
-
-@contextlib.contextmanager
-def environment(**values):
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def write_sidecars(folder: Path, version: dict, written_at: int) -> None:
