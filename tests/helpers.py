@@ -82,3 +82,9 @@ def environment(**values):
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def examples(thorough: int) -> int:
+    """How many examples a property that runs the ETL against PostgreSQL tries: ``thorough`` with
+    TEST_EXAMPLES=thorough (.ci/run), a third of it by default, so that the test command stays quick."""
+    return thorough if os.environ.get("TEST_EXAMPLES") == "thorough" else max(3, thorough // 3)

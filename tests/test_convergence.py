@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import empty_warehouse, query, run_cli
-from helpers import T0, book_rows, environment
+from helpers import T0, book_rows, environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import book_seconds, reading_state
@@ -215,7 +215,7 @@ def load_in_process(url, path, device, env_file, run):
     assert code == 0
 
 
-@settings(max_examples=15, deadline=None,
+@settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(history=histories())
 def test_property_any_history_of_runs_equals_one_fresh_load_of_the_final_files(history, new_database_pair,

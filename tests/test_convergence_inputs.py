@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from conftest import empty_warehouse, query
-from helpers import environment
+from helpers import environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import reading_state
@@ -131,7 +131,7 @@ def run(url, env_file, night, paths):
         assert etl_module.main(args) == 0
 
 
-@settings(max_examples=12, deadline=None,
+@settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=page_rows, cuts=st.lists(st.integers(0, 40_000), min_size=2, max_size=2),
        sidecars=st.lists(sidecar_versions, min_size=3, max_size=3),

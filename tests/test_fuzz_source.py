@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ISOLATED_SETTINGS, empty_warehouse, query
+from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import STATE_QUERIES
@@ -559,7 +560,8 @@ def test_property_hostile_values_anywhere_never_fail_the_run_nor_touch_the_good_
     assert [len(reference[name]) for name in ("reading_sessions", "page_views", "books")] == [4, len(GOOD_ROWS), 2]
     codes = []
 
-    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(max_examples=examples(50), deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(fuzzed_file())
     def check(case):
         good_fields, books, rows = case

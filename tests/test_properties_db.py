@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import empty_warehouse, query
-from helpers import GAP, T0, book_rows
+from helpers import GAP, T0, book_rows, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from warehouse import warehouse_state
@@ -19,7 +19,8 @@ from bookhelper.sessions import number_reads, transform_sessions
 from samples.statistics import Book, write_statistics_file
 
 DB_SETTINGS = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=examples(25), deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 rows_strategy = st.tuples(book_rows(1), book_rows(2), book_rows(3)).map(lambda books: [r for b in books for r in b])
