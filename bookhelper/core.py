@@ -226,7 +226,6 @@ def int_in_range(value, low: int, high: int) -> Optional[int]:
 # text stays in the job's own tables; a cut value is counted and logged.
 TITLE_LENGTH = NAME_LENGTH = 255  # books.title, author, series_name, publisher_name; authors.author_name
 DEVICE_LENGTH = 50  # reading_sessions.device
-ISBN_LENGTH = 20
 EDITION_FORMAT_LENGTH = 50
 EDITION_LANGUAGE_LENGTH = 10
 UNTITLED = "(untitled)"  # books.title is NOT NULL; KOReader may know a book only by its md5
