@@ -187,6 +187,16 @@ def calibre_identifiers(pairs: Sequence[tuple], problems: Counter) -> tuple[tupl
     return tuple(found)
 
 
+def calibre_formats(book_path, pairs: Sequence[tuple]) -> tuple[tuple[str, str], ...]:
+    """A book's (format, file path relative to the library): ``<books.path>/<data.name>.<format>``."""
+    formats = []
+    for fmt, name in pairs:
+        fmt = clean_text(fmt)
+        if fmt:
+            formats.append((fmt, f"{clean_text(book_path)}/{clean_text(name)}.{fmt.lower()}"))
+    return tuple(formats)
+
+
 def calibre_texts(values: Sequence) -> tuple[str, ...]:
     """Text values (tags, languages) as stored text; empty ones dropped."""
     return tuple(text for text in map(clean_text, values) if text)
@@ -219,8 +229,7 @@ def transform_calibre_library(rows: list, parts: dict, cwa: list, ko_md5: dict, 
             rating=(stars + 1) // 2 if stars else None,
             tags=calibre_texts(grouped["tags"].get(calibre_id, [])),
             identifiers=calibre_identifiers(grouped["identifiers"].get(calibre_id, []), problems),
-            formats=tuple((clean_text(fmt), f"{clean_text(path)}/{clean_text(name)}.{clean_text(fmt).lower()}")
-                          for fmt, name in grouped["formats"].get(calibre_id, []) if clean_text(fmt)),
+            formats=calibre_formats(path, grouped["formats"].get(calibre_id, [])),
             ko_md5=normalise_md5(ko_md5.get(calibre_id)), ko_status=clean_text(ko_status.get(calibre_id)),
         )
     fingerprint = hashlib.sha1(json.dumps([rows, parts, cwa, sorted(ko_md5.items()), sorted(
