@@ -68,8 +68,10 @@ def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Ses
 # NEAR_BEGINNING_SQL and REACHES_END_SQL are its one rendering in SQL (the property tests hold both equal).
 BEGINNING_SHARE = (1, 10)
 END_SHARE = (9, 10)
-NEAR_BEGINNING_SQL = f"total_pages > 0 AND {BEGINNING_SHARE[1]} * start_page <= {BEGINNING_SHARE[0]} * total_pages"
-REACHES_END_SQL = f"total_pages > 0 AND {END_SHARE[1]} * end_page >= {END_SHARE[0]} * total_pages"
+# In bigint: nine times a page count near the integer limit overflows an integer (Python's ints do not).
+NEAR_BEGINNING_SQL = (f"total_pages > 0 AND {BEGINNING_SHARE[1]}::bigint * start_page"
+                      f" <= {BEGINNING_SHARE[0]}::bigint * total_pages")
+REACHES_END_SQL = f"total_pages > 0 AND {END_SHARE[1]}::bigint * end_page >= {END_SHARE[0]}::bigint * total_pages"
 
 
 def starts_near_beginning(session: Session) -> bool:

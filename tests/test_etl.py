@@ -295,3 +295,17 @@ def test_help_documents_the_exit_codes_and_bad_arguments_exit_64(empty_env_file)
     assert run_cli("--gap-minutes", "soon", env_file=empty_env_file).returncode == 64
     assert run_cli("--no-such-flag", env_file=empty_env_file).returncode == 64
     assert etl_module.__version__ in run_cli("--version", env_file=empty_env_file).stdout
+
+
+def test_a_page_count_near_the_integer_limit_is_judged_by_the_finish_rule_without_overflow(tmp_path, etl,
+                                                                                          database_url):
+    huge = 2**31 - 2
+    # Two KOReader ids of one file: the server derives the sessions (nine times the page count overflowed).
+    books = [Book(1, "Stoner", "J. Williams", huge, "e" * 32), Book(2, "Stoner (NYRB)", "J. Williams", huge, "e" * 32)]
+    stats = write_statistics_file(tmp_path / "s.sqlite3", books, [(1, 1, T0, 60, huge), (2, huge, T0 + 60, 60, huge)])
+
+    result = etl(stats)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT read_number, end_page, total_pages FROM reading_sessions") == [(1, huge, huge)]
+    assert query(database_url, "SELECT count(*) FROM finished_books") == [(1,)]
