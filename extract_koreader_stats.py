@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bookhelper import calibre, sidecars
+from bookhelper import audible, calibre, kindle, sidecars
 from bookhelper.core import (
     DEVICE_LENGTH,
     EXIT_INTERNAL,
@@ -91,11 +91,13 @@ from bookhelper.matching import (
 from bookhelper.schema import (
     SCHEMA_VERSION,
     SESSION_SETTINGS_SQL,
+    TANDEM_SQL,
     WarehouseState,
     ensure_schema,
     merge_page_views,
     same_name,
     schema_is_current,
+    unnamed_authors_sql,
 )
 from bookhelper.sessions import (
     NEAR_BEGINNING_SQL,
@@ -118,12 +120,13 @@ try:
 except ImportError:
     dotenv_values = None
 
-__version__ = "3.0.0"
+__version__ = "3.1.0"
 
-# The registry of optional sources, in load order: the sidecars first (they may bring books), Calibre last
-# (it matches every book of the warehouse). The only place that names them; bookhelper/__init__.py says
-# what a source module provides.
-SOURCES = (sidecars, calibre)
+# The registry of optional sources, in load order: the sidecars first (they may bring books), then Calibre
+# (it matches every book of the warehouse), then the exports (Kindle's ASINs meet books through Calibre's
+# identifiers; an audiobook meets its ebook, which the Kindle export may bring). The only place that names
+# them; bookhelper/__init__.py says what a source module provides.
+SOURCES = (sidecars, calibre, kindle, audible)
 
 
 EXIT_CODES_HELP = """exit codes:
@@ -262,6 +265,8 @@ RUN_SETTINGS = (
     Setting("ETL_HEALTHCHECK_TIMEOUT", "10", "seconds a healthcheck ping may take"),
     Setting("ETL_STALE_AFTER_DAYS", "7", "warn (exit 79) when the file has no new reading for this long; 0: never"),
     Setting("ETL_REPORT_FILE", None, "after a successful load, also write the HTML report here"),
+    Setting("ETL_TANDEM_MIN_OVERLAP_DAYS", "7",
+            "days an audiobook read and an ebook read of one book overlap to be one (tandem) read; 0: any overlap"),
 )
 # Every setting, as --help and .env.example list them: the statistics file, each source's, then the run's.
 SETTINGS = (STATISTICS_SETTING,) + tuple(s for module in SOURCES for s in module.SETTINGS) + RUN_SETTINGS
@@ -272,7 +277,7 @@ SETTING_DEFAULTS = {s.env: s.default for s in SETTINGS}
 class Config:
     """Everything a run needs to know, resolved from the command line, environment and .env."""
 
-    stats_db: Path
+    stats_db: Optional[Path]  # None: not configured tonight (another source stands alone)
     sources: dict[str, object]  # each configured optional source's options, by its NAME
     database_url: Optional[str]
     neon: dict[str, Optional[str]]
@@ -294,6 +299,7 @@ class Config:
     healthcheck_url: Optional[str]
     healthcheck_timeout: int
     stale_after_days: int
+    tandem_days: int
     report_file: Optional[Path]
     env_file: Path
     env_file_loaded: bool
@@ -315,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load KOReader reading statistics (statistics.sqlite3) into PostgreSQL.",
         epilog=EXIT_CODES_HELP
         + "\nsettings (environment or .env file; the command line wins, then the environment, then the file):\n"
-        + "\n".join(f"  {s.env:<25}{s.help}" + (f" [{s.default}]" if s.default else "") for s in SETTINGS),
+        + "\n".join(f"  {s.env:<29}{s.help}" + (f" [{s.default}]" if s.default else "") for s in SETTINGS),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--stats-db", metavar="PATH", help="KOReader statistics file (KOREADER_STATS_DB)")
@@ -485,7 +491,9 @@ def load_config(args: argparse.Namespace) -> Config:
         if options is not None:
             sources[module.NAME] = options
     return Config(
-        stats_db=Path(setting("KOREADER_STATS_DB", args.stats_db)).expanduser(),
+        stats_db=statistics_file(setting("KOREADER_STATS_DB", args.stats_db), args.stats_db is not None
+                                 or bool(os.environ.get("KOREADER_STATS_DB") or file_values.get("KOREADER_STATS_DB")),
+                                 sources),
         sources=sources,
         database_url=setting("DATABASE_URL", args.database_url),
         neon={k: setting(f"NEON_{k.upper()}") for k in ("host", "user", "password", "database", "port")},
@@ -507,12 +515,23 @@ def load_config(args: argparse.Namespace) -> Config:
         healthcheck_url=check_healthcheck_url(setting("ETL_HEALTHCHECK_URL")),
         healthcheck_timeout=_int_setting("ETL_HEALTHCHECK_TIMEOUT", setting("ETL_HEALTHCHECK_TIMEOUT"), 1, 300),
         stale_after_days=_int_setting("ETL_STALE_AFTER_DAYS", setting("ETL_STALE_AFTER_DAYS"), 0, 36500),
+        tandem_days=_int_setting("ETL_TANDEM_MIN_OVERLAP_DAYS", setting("ETL_TANDEM_MIN_OVERLAP_DAYS"), 0, 36500),
         report_file=Path(report_file).expanduser() if report_file else None,
         env_file=env_file,
         env_file_loaded=loaded,
         run_id=str(uuid.uuid4()),
         started_at=time.time(),
     )
+
+
+def statistics_file(path: str, explicit: bool, sources: dict) -> Optional[Path]:
+    """The statistics file to read, or None: a run whose configured sources all stand alone (the exports,
+    Calibre) reads no statistics file unless one is set or the default one exists."""
+    stats_db = Path(path).expanduser()
+    stands_alone = sources and all(module.STANDS_ALONE for module in SOURCES if module.NAME in sources)
+    if explicit or stats_db.exists() or not stands_alone:
+        return stats_db
+    return None
 
 
 @dataclass
@@ -958,7 +977,7 @@ SELECT * FROM jsonb_to_recordset(%(books)s::jsonb) AS i(
     book_key text, ids bigint[], title text, author text, authors text[], author_names text[], file_hash text,
     page_count integer, language text, series_name text, series_number numeric, notes integer, highlights integer,
     full_title text, full_series text, raw_language text, last_open bigint, metadata_hash text,
-    adopt_book_id integer, adopt_rule text);
+    adopt_book_id integer, adopt_rule text, current_state boolean);
 
 -- Identity: when a KOReader book id's key changes in this device's file (its title or authors were edited,
 -- or an md5 appeared), the warehouse book it fed takes the new key, or merges into the book that has it.
@@ -990,11 +1009,12 @@ WHERE b.book_id = m.old_book_id AND m.created_book
   AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.book_id = b.book_id);
 
 -- Metadata: the file with the latest last_open wins (then the greater digest, so that the load order
--- never decides); a book that just took a new key takes this file's metadata with it.
+-- never decides); a book that just took a new key takes this file's metadata with it; a source that is one
+-- file of current state (an export) replaces what it said before.
 CREATE TEMP TABLE resolved_books ON COMMIT DROP AS
 SELECT i.*, to_timestamp(i.last_open) AS last_open_at, (k.book_id IS NULL) AS is_new,
        (k.book_id IS NOT NULL AND i.metadata_hash IS DISTINCT FROM k.metadata_hash
-        AND (k.book_key IN (SELECT new_key FROM key_changes)
+        AND (i.current_state OR k.book_key IN (SELECT new_key FROM key_changes)
              OR (coalesce(i.last_open, -1), i.metadata_hash)
                 >= (coalesce(extract(epoch FROM k.last_open_at)::bigint, -1), coalesce(k.metadata_hash, ''))))
        AS metadata_changed
@@ -1034,7 +1054,7 @@ LEFT JOIN books a ON a.book_id = i.adopt_book_id
 WHERE i.is_new
 ORDER BY i.book_key;
 INSERT INTO books (book_id, title, source, device_stats_source)
-SELECT p.book_id, i.title, 'koreader', %(stats_source)s
+SELECT p.book_id, i.title, %(source)s, %(stats_source)s
 FROM placed_books p JOIN resolved_books i USING (book_key) WHERE p.created_book;
 INSERT INTO book_keys (book_id, book_key, created_book, matched_by)
 SELECT book_id, book_key, created_book, matched_by FROM placed_books;
@@ -1067,17 +1087,8 @@ FROM written_books w
 CROSS JOIN LATERAL unnest(w.authors) WITH ORDINALITY AS n(name, position)
 JOIN author_names a ON """ + same_name("a.name", "n.name") + """;
 
--- Authors that no book of the job names any more, after an edit or a merge: a row the job created goes
--- unless another book refers to it; a reader's row only loses the job's name on it.
-DELETE FROM authors r USING author_names a
-WHERE (EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed) OR EXISTS (SELECT 1 FROM book_merges))
-  AND a.author_id = r.author_id AND a.created
-  AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id)
-  AND NOT EXISTS (SELECT 1 FROM books b WHERE b.author_id = a.author_id);
-DELETE FROM author_names a
-WHERE (EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed) OR EXISTS (SELECT 1 FROM book_merges))
-  AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id);
-
+""" + unnamed_authors_sql("EXISTS (SELECT 1 FROM resolved_books WHERE metadata_changed)"
+                          " OR EXISTS (SELECT 1 FROM book_merges)") + """
 INSERT INTO device_book_ids AS m (device_id, id_book, book_id, book_key)
 SELECT %(device_id)s, k.id_book, b.book_id, i.book_key
 FROM resolved_books i JOIN book_keys b USING (book_key) CROSS JOIN LATERAL unnest(i.ids) AS k(id_book)
@@ -1297,9 +1308,14 @@ class RunInputs:
     """Everything a run read: the statistics snapshot, each configured optional source's snapshot in the
     registry's order, and a note for each optional input that could not be read tonight."""
 
-    statistics: StatisticsSnapshot
+    statistics: Optional[StatisticsSnapshot]  # None: no statistics file tonight
     optional: tuple = ()  # ((source module, its snapshot), ...)
     notes: tuple[str, ...] = ()
+    now: int = 0  # the run's clock: nothing that starts later loads
+
+    def __post_init__(self):
+        if not self.now:
+            object.__setattr__(self, "now", self.statistics.now if self.statistics else int(time.time()))
 
 
 @dataclass(frozen=True)
@@ -1503,8 +1519,9 @@ def book_isbns(books: Sequence[Book], inputs: RunInputs) -> dict[str, set[str]]:
     return isbns
 
 
-def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], device_id: int,
-               adopted: dict[str, tuple[int, str]], cut: Counter) -> tuple[dict[str, tuple[int, bool, bool]], int]:
+def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], device_id: Optional[int],
+               adopted: dict[str, tuple[int, str]], cut: Counter, source: str = "koreader",
+               stats_source: str = STATS_SOURCE) -> tuple[dict[str, tuple[int, bool, bool]], int]:
     """Upsert books, authors and book_authors, following KOReader ids whose key changed, in one round trip;
     a new book takes the reader's row in ``adopted`` when it has one.
 
@@ -1513,25 +1530,33 @@ def load_books(cursor, books: Sequence[Book], ids_of_key: dict[str, list[int]], 
     payload = [
         dict(reader_book_columns(b, cut), book_key=b.book_key, ids=ids_of_key.get(b.book_key, []),
              last_open=b.last_open, metadata_hash=b.metadata_hash(),
-             adopt_book_id=adopted.get(b.book_key, (None,))[0], adopt_rule=adopted.get(b.book_key, (None, None))[1])
+             adopt_book_id=adopted.get(b.book_key, (None,))[0], adopt_rule=adopted.get(b.book_key, (None, None))[1],
+             current_state=source != "koreader")
         for b in books
     ]
     # a run lands books twice when a source brings books of its own (ensure_books)
-    cursor.execute(repeatable(BOOKS_SQL),
-                   {"books": json.dumps(payload), "device_id": device_id, "stats_source": STATS_SOURCE})
+    cursor.execute(repeatable(BOOKS_SQL), {"books": json.dumps(payload), "device_id": device_id,
+                                           "source": source, "stats_source": stats_source})
     rows = cursor.fetchall()
     merges = rows[0][4] if rows else 0
     return {key: (book_id, is_new, changed) for key, book_id, is_new, changed, _merges in rows}, merges
 
 
-def ensure_books(cursor, books: Sequence[Book], inputs: RunInputs, device_id: int) -> None:
+def ensure_books(cursor, books: Sequence[Book], adopted: Optional[dict] = None, source: str = "koreader",
+                 stats_source: str = STATS_SOURCE, *, inputs: RunInputs, device_id: Optional[int]) -> None:
     """Land a source's books that no statistics file of this run reports (a sidecar of a book read on paper,
-    say); a book the statistics file reports keeps what the statistics file says."""
-    missing = [book for book in books if book.book_key not in inputs.statistics.books]
+    a Kindle book, say); a book the statistics file reports keeps what the statistics file says. A book in
+    ``adopted`` (book_key -> (book_id, rule)) takes that reader's row; the others are matched as KOReader's
+    new books are. ``source`` and ``stats_source`` go into books.source and device_stats_source of a row the
+    job creates."""
+    known = inputs.statistics.books if inputs.statistics else {}
+    missing = [book for book in books if book.book_key not in known]
     if not missing:
         return
     cut: Counter = Counter()
-    load_books(cursor, missing, {}, device_id, find_reader_books(cursor, missing, inputs), cut)
+    found = dict(find_reader_books(cursor, [b for b in missing if b.book_key not in (adopted or {})], inputs))
+    found.update(adopted or {})
+    load_books(cursor, missing, {}, device_id, found, cut, source, stats_source)
     report_cut_values(cut)
 
 
@@ -1624,6 +1649,25 @@ def load(conn, config: Config, inputs: RunInputs, target: DatabaseTarget) -> Run
     Commits, or in a dry run rolls back, at the end."""
     cursor = conn.cursor()
     ensure_schema(cursor, config, begin_run(cursor, config, target))
+    counts, sample, device = StatisticsCounts(), (), None
+    if inputs.statistics:
+        counts, sample, device = load_statistics(cursor, config, inputs)
+    run = RunContext(config, device.device_id if device else None,
+                     device.timezone if device else config.timezone or config.default_timezone, inputs.now,
+                     functools.partial(ensure_books, inputs=inputs, device_id=device.device_id if device else None))
+    result = RunResult(counts, tuple((module, module.load(cursor, run, snapshot))
+                                     for module, snapshot in inputs.optional), sample)
+    if config.dry_run:
+        cursor.execute("ROLLBACK")
+    else:
+        status, code, warning = run_outcome(inputs)
+        cursor.execute(RUN_RECORD_SQL + TANDEM_SQL + "COMMIT;",
+                       dict(run_record(config, inputs, result, status, warning, code), tandem_days=config.tandem_days))
+    return result
+
+
+def load_statistics(cursor, config: Config, inputs: RunInputs) -> tuple["StatisticsCounts", tuple, "DeviceState"]:
+    """The statistics file's part of the run: its device, its changed books, their page rows and sessions."""
     statistics = inputs.statistics
     cursor.execute(DEVICE_SQL, {"device": config.device, "timezone": config.timezone or config.default_timezone,
                                 "clock": config.device_clock or "utc"})
@@ -1639,23 +1683,15 @@ def load(conn, config: Config, inputs: RunInputs, target: DatabaseTarget) -> Run
         if config.dry_run:
             cursor.execute(SAMPLE_SESSIONS_SQL, {"book_ids": book_ids})
             sample = tuple(cursor.fetchall())
-    run = RunContext(config, device.device_id, device.timezone, statistics.now,
-                     functools.partial(ensure_books, inputs=inputs, device_id=device.device_id))
-    result = RunResult(counts, tuple((module, module.load(cursor, run, snapshot))
-                                     for module, snapshot in inputs.optional), sample)
-    if config.dry_run:
-        cursor.execute("ROLLBACK")
-    else:
-        status, code, warning = run_outcome(inputs)
-        cursor.execute(RUN_RECORD_SQL + "COMMIT;", run_record(config, inputs, result, status, warning, code))
-    return result
+    return counts, sample, device
 
 
 def run_outcome(inputs: RunInputs) -> tuple[str, int, Optional[str]]:
     """A loaded run's status, exit code and warning: a stale statistics file (79) before an optional input
     that could not be read (80), before success. Both are failures to the healthcheck and systemd."""
-    warning = "; ".join(w for w in (inputs.statistics.stale_warning, *inputs.notes) if w) or None
-    if inputs.statistics.stale_warning:
+    stale = inputs.statistics.stale_warning if inputs.statistics else None
+    warning = "; ".join(w for w in (stale, *inputs.notes) if w) or None
+    if stale:
         return "stale", EXIT_STALE, warning
     if inputs.notes:
         return "partial", EXIT_PARTIAL, warning
@@ -1802,7 +1838,7 @@ def run_record(config: Config, inputs: Optional[RunInputs], result: Optional[Run
         "started_at": config.started_at,
         "status": status,
         "device": config.device,
-        "source_file": str(config.stats_db),
+        "source_file": str(config.stats_db) if config.stats_db else None,
         "rows_read": census.rows_read if census else None,
         "rows_skipped": sum(census.skipped.values()) if census else None,
         "skipped_by_reason": json.dumps(dict(census.skipped)) if census else None,
@@ -2195,23 +2231,32 @@ def run(config: Config) -> int:
         __version__, "dry run" if config.dry_run else "normal run", config.stats_db, config.device,
         config.timezone or "as stored", config.device_clock or "as stored", target.description if target else "none",
     )
+    if config.stats_db is None:
+        etl_log.info("no statistics file tonight (KOREADER_STATS_DB is not set and %s does not exist): "
+                     "loading %s alone", DEFAULT_STATS_DB, ", ".join(config.sources))
     with tempfile.TemporaryDirectory(prefix="bookhelper-etl-") as workdir:
+        statistics = None
         try:
-            statistics = extract(config, Path(workdir))
+            statistics = extract(config, Path(workdir)) if config.stats_db else None
+            inputs = RunInputs(statistics, *extract_optional(config, Path(workdir)))
         except (SourceMissing, SourceUnusable) as exc:
+            if statistics:
+                statistics.conn.close()
             if target and not config.dry_run:
                 record_failed_run(config, target, None, exc)
             raise
         try:
-            inputs = RunInputs(statistics, *extract_optional(config, Path(workdir)))
-            report_extract(statistics)
+            if statistics:
+                report_extract(statistics)
             if target is None:
                 etl_log.warning("no database configured; previewing from the file alone")
-                preview_from_file(statistics, config.gap_seconds)
+                if statistics:
+                    preview_from_file(statistics, config.gap_seconds)
                 return EXIT_OK
             return load_and_report(config, inputs, target)
         finally:
-            statistics.conn.close()
+            if statistics:
+                statistics.conn.close()
 
 
 def load_and_report(config: Config, inputs: RunInputs, target: DatabaseTarget) -> int:
@@ -2231,7 +2276,8 @@ def load_and_report(config: Config, inputs: RunInputs, target: DatabaseTarget) -
         if not config.dry_run:
             raise
         etl_log.warning("%s", exc)
-        preview_from_file(inputs.statistics, config.gap_seconds)
+        if inputs.statistics:
+            preview_from_file(inputs.statistics, config.gap_seconds)
         return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - recorded, then raised again as it is
         if not config.dry_run and not isinstance(exc, Terminated):
@@ -2240,17 +2286,20 @@ def load_and_report(config: Config, inputs: RunInputs, target: DatabaseTarget) -
         raise
     report_load(result, config.dry_run)
     elapsed = time.monotonic() - started
-    rate = inputs.statistics.census.rows_read / elapsed if elapsed > 0 else 0
+    rows_read = inputs.statistics.census.rows_read if inputs.statistics else None
+    rate = (rows_read or 0) / elapsed if elapsed > 0 else 0
     if config.dry_run:
         etl_log.info("dry run finished in %.1f s; nothing was written", elapsed)
-    elif inputs.statistics.census.rows_read == 0:
+    elif rows_read is None:
+        etl_log.info("success in %.1f s", elapsed)
+    elif rows_read == 0:
         etl_log.info("success in %.1f s: the file holds no page rows yet, 0 sessions", elapsed)
     else:
         etl_log.info("success in %.1f s (%s rows/s)", elapsed, f"{rate:,.0f}")
     if config.report_file and not config.dry_run:
         write_report_file(config, target, config.report_file)
     _status, code, _warning = run_outcome(inputs)
-    if inputs.statistics.stale_warning:
+    if inputs.statistics and inputs.statistics.stale_warning:
         etl_log.warning("%s", inputs.statistics.stale_warning)
     if inputs.notes:
         etl_log.warning("loaded, but not tonight: %s (exit %d)", "; ".join(inputs.notes), EXIT_PARTIAL)

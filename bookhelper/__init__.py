@@ -6,13 +6,16 @@ configuration, the CLI, the KOReader statistics source, the transaction, ``--sta
 - ``matching``: which warehouse book a source's book is (identifiers, ISBNs, titles, authors), pure.
 - ``schema``: the warehouse's schema, its one owner (tables, views, upgrades, shared SQL renderings).
 - ``report``: the HTML report.
-- one module per optional source: ``sidecars``, ``calibre``.
+- ``exports``: Amazon's data exports read in place (a zip or its folder), for the sources that read them.
+- one module per optional source: ``sidecars``, ``calibre``, ``kindle``, ``audible``.
 
 A source module provides, and the registry ``SOURCES`` in ``extract_koreader_stats.py`` is the only place
 that names it:
 
 ``NAME``
     its name in logs and notes.
+``STANDS_ALONE``
+    whether a run may load it with no statistics file (KOREADER_STATS_DB unset and the default one absent).
 ``SETTINGS``
     its settings (``core.Setting``; one with an ``option`` gets that command-line option too).
 ``configure(values) -> options or None``

@@ -449,6 +449,7 @@ def load_calibre(cursor, library: CalibreLibrary) -> Optional[int]:
 # The source's interface (see bookhelper/__init__.py) ------------------------------------------------------
 
 NAME = "calibre"
+STANDS_ALONE = True  # it matches the warehouse's books, whatever brought them
 SETTINGS = (
     Setting("CALIBRE_LIBRARY", None, "Calibre library folder (with metadata.db), optional",
             option="--calibre-library", metavar="DIR",

@@ -322,3 +322,8 @@ def copy_text(value: str) -> str:
 def naive_utc(epoch: int) -> str:
     """An epoch as the reader's TIMESTAMP columns hold it: UTC, without an offset (one would be dropped)."""
     return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).replace(tzinfo=None).isoformat(" ")
+
+
+def state_digest(*parts) -> str:
+    """A digest of what a source's load depends on, to tell an unchanged night in one query."""
+    return hashlib.sha1(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()

@@ -213,3 +213,75 @@ def match_calibre_books(books: Iterable[WarehouseBook], library: "CalibreLibrary
                 break
             candidates = found or candidates
     return matches
+
+
+# Amazon's exports: a Kindle book by its store ASIN, an audiobook by its title and first author.
+ASIN = re.compile(r"[A-Z0-9]{10}")
+# Calibre's amazon identifiers first; books.asin; then mobi-asin, which calibre's MOBI writer may fill with
+# the book's uuid or a random value (only an ASIN-shaped one counts).
+ASIN_RULES = ("calibre_amazon", "books_asin", "calibre_mobi_asin")
+AUDIOBOOK_SUFFIX = re.compile(r"\s*\((?:unabridged|abridged|dramati[sz]ed)\b[^()]*\)\s*$", re.IGNORECASE)
+
+
+def asin_key(value: Optional[str]) -> Optional[str]:
+    """A store ASIN, trimmed and upper-cased: ten letters or digits, else None."""
+    key = (value or "").strip().upper()
+    return key if ASIN.fullmatch(key) else None
+
+
+def asin_rule(scheme: str) -> Optional[str]:
+    """The rule under which a Calibre identifier scheme names a Kindle ASIN (``amazon``, ``amazon_de``, ...)."""
+    scheme = scheme.strip().lower()
+    if scheme == "amazon" or scheme.startswith("amazon_"):
+        return "calibre_amazon"
+    return "calibre_mobi_asin" if scheme == "mobi-asin" else None
+
+
+@dataclass(frozen=True)
+class AsinHolder:
+    """A warehouse book that holds an ASIN, and under which rule (ASIN_RULES)."""
+
+    book_id: int
+    rule: str
+    asin: str
+
+
+def match_asins(asins: Iterable[str], holders: Iterable[AsinHolder]) -> dict[str, tuple[int, str]]:
+    """ASIN -> (book_id, rule): the first rule under which exactly one warehouse book holds the ASIN.
+    Several books under one rule decide nothing there (the next rule may); none: the ASIN has no book yet."""
+    held: dict[tuple[str, str], set[int]] = {}
+    for holder in holders:
+        key = asin_key(holder.asin)
+        if key:
+            held.setdefault((holder.rule, key), set()).add(holder.book_id)
+    matches = {}
+    for asin in asins:
+        for rule in ASIN_RULES:
+            found = held.get((rule, asin), set())
+            if len(found) == 1:
+                matches[asin] = (next(iter(found)), rule)
+                break
+    return matches
+
+
+def audiobook_title(name: str) -> str:
+    """An audiobook's title without Audible's `` (Unabridged)`` and the like."""
+    return AUDIOBOOK_SUFFIX.sub("", name).strip()
+
+
+def match_audiobooks(audiobooks: Iterable[tuple[str, str, Optional[str]]],
+                     ebooks: Iterable[WarehouseBook]) -> dict[str, int]:
+    """audiobook key -> book_id of its ebook: the one warehouse book whose first author is the audiobook's and
+    whose title agrees with it (an Audible ASIN never equals an ebook's). No candidate or several: none."""
+    by_author: dict[str, list[WarehouseBook]] = {}
+    for book in ebooks:
+        if book.authors and book.title:
+            by_author.setdefault(normalise_author(book.authors[0]), []).append(book)
+    matches = {}
+    for key, title, first_author in audiobooks:
+        author = normalise_author(first_author) if first_author else ""
+        found = {book.book_id for book in by_author.get(author, ()) if author and title
+                 and titles_agree(audiobook_title(title), book.title)}
+        if len(found) == 1:
+            matches[key] = found.pop()
+    return matches

@@ -8,7 +8,11 @@ from dataclasses import dataclass
 from bookhelper.core import STATS_SOURCE, UNTITLED, ConfigError, component_logger
 from bookhelper.sessions import REACHES_END_SQL
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+
+# The reading_sessions rows the job writes, by their data_source: its views count these and no other job's.
+OUR_SOURCES = "('koreader', 'kindle', 'audible')"
 
 
 def merge_page_views(columns: str, rows: str) -> str:
@@ -26,6 +30,115 @@ def same_name(column: str, other: str) -> str:
     """The one rendering of a name lookup in the job's name tables (author_names, tags): through their md5
     index (a name may be longer than a btree entry holds), then the name itself."""
     return f"md5({column}) = md5({other}) AND {column} = {other}"
+
+
+def unnamed_authors_sql(condition: str) -> str:
+    """Authors that no book of the job names any more (after an edit, a merge, a forgotten book), when
+    ``condition`` holds: a row the job created goes unless another book refers to it; a reader's row only
+    loses the job's name on it."""
+    return f"""
+DELETE FROM authors r USING author_names a
+WHERE ({condition}) AND a.author_id = r.author_id AND a.created
+  AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id)
+  AND NOT EXISTS (SELECT 1 FROM books b WHERE b.author_id = a.author_id);
+DELETE FROM author_names a
+WHERE ({condition}) AND NOT EXISTS (SELECT 1 FROM book_authors ba WHERE ba.author_id = a.author_id);
+"""
+
+
+def apply_export_sessions(source: str, media_type: str, stats_source: str) -> str:
+    """An export source's sessions as current state: ``incoming_sessions`` (book_id, start_time, end_time,
+    duration_seconds, pages_read, device, read_number, read_instance_id, time_precision) replaces every
+    reading_sessions row of ``source``; rows that did not change are left alone. A session whose key
+    (book_id, start_time, device) another source's row holds is left out and counted. Then the export books
+    no session holds any more go (FORGET_EXPORT_BOOKS_SQL). Returns the counts as (name, n) rows."""
+    key = "(s.book_id, s.start_time, s.device) = (f.book_id, f.start_time, f.device)"
+    values = "end_time, duration_seconds, pages_read, read_number, read_instance_id, time_precision"
+    return f"""
+CREATE TEMP TABLE export_counts (name text, n bigint) ON COMMIT DROP;
+WITH updated AS (
+    UPDATE reading_sessions s
+    SET end_time = f.end_time, duration_seconds = f.duration_seconds,
+        duration_minutes = greatest(1, (f.duration_seconds + 30) / 60), pages_read = f.pages_read,
+        read_number = f.read_number, read_instance_id = f.read_instance_id, time_precision = f.time_precision
+    FROM incoming_sessions f
+    WHERE s.data_source = '{source}' AND {key}
+      AND (s.{values.replace(", ", ", s.")}) IS DISTINCT FROM (f.{values.replace(", ", ", f.")})
+    RETURNING 1
+), inserted AS (
+    INSERT INTO reading_sessions (book_id, start_time, end_time, duration_seconds, duration_minutes, pages_read,
+                                  device, media_type, data_source, read_instance_id, read_number,
+                                  is_parallel_read, device_stats_source, time_precision)
+    SELECT f.book_id, f.start_time, f.end_time, f.duration_seconds, greatest(1, (f.duration_seconds + 30) / 60),
+           f.pages_read, f.device, '{media_type}', '{source}', f.read_instance_id, f.read_number, false,
+           '{stats_source}', f.time_precision
+    FROM incoming_sessions f
+    WHERE NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE {key})
+    RETURNING 1
+), removed AS (
+    DELETE FROM reading_sessions s
+    WHERE s.data_source = '{source}' AND NOT EXISTS (SELECT 1 FROM incoming_sessions f WHERE {key})
+    RETURNING 1
+)
+INSERT INTO export_counts
+SELECT 'inserted', count(*) FROM inserted
+UNION ALL SELECT 'updated', count(*) FROM updated
+UNION ALL SELECT 'removed', count(*) FROM removed
+UNION ALL SELECT 'clashing', count(*) FROM incoming_sessions f
+          WHERE EXISTS (SELECT 1 FROM reading_sessions s WHERE {key} AND s.data_source <> '{source}');
+""" + FORGET_EXPORT_BOOKS_SQL + "SELECT name, n FROM export_counts;"
+
+
+# A book an export brought (book_key kindle:... or audible:...) that no session holds any more: a row the
+# job created goes, a reader's row it took only loses the job's identity on it; authors only it named go too.
+FORGET_EXPORT_BOOKS_SQL = """
+CREATE TEMP TABLE forgotten_books ON COMMIT DROP AS
+SELECT k.book_id, k.created_book FROM book_keys k
+WHERE (k.book_key LIKE 'kindle:%%' OR k.book_key LIKE 'audible:%%')
+  AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.book_id = k.book_id);
+DELETE FROM book_keys k USING forgotten_books f WHERE k.book_id = f.book_id;
+DELETE FROM books b USING forgotten_books f WHERE b.book_id = f.book_id AND f.created_book;
+""" + unnamed_authors_sql("EXISTS (SELECT 1 FROM forgotten_books)")
+
+
+# Tandem reads, re-derived at the end of every run: an audiobook read (a profile's listening of one book, read by
+# read, in audible_days) whose span overlaps an ebook read of the same book (any source's) by at least
+# ETL_TANDEM_MIN_OVERLAP_DAYS days (0: any overlap) is that read: its sessions take the ebook read's
+# read_instance_id and read_number (the earliest such ebook read's), and both reads' sessions are
+# is_parallel_read. The one rendering of the rule; an audiobook read that overlaps none keeps its own read.
+TANDEM_SQL = """
+CREATE TEMP TABLE tandem_reads ON COMMIT DROP AS
+WITH audio AS (
+    SELECT book_id, read_instance_id, min(start_time) AS started, max(end_time) AS ended
+    FROM audible_days GROUP BY book_id, read_instance_id
+), ebook AS (
+    SELECT book_id, read_instance_id, min(read_number) AS read_number, min(start_time) AS started,
+           max(end_time) AS ended
+    FROM reading_sessions
+    WHERE media_type = 'ebook' AND data_source IN """ + OUR_SOURCES + """
+      AND book_id = ANY((SELECT array_agg(DISTINCT book_id) FROM audible_days)::integer[])
+    GROUP BY book_id, read_instance_id
+)
+SELECT DISTINCT ON (a.read_instance_id) a.read_instance_id AS audio_read, e.read_instance_id AS ebook_read,
+       e.read_number
+FROM audio a JOIN ebook e USING (book_id)
+WHERE least(a.ended, e.ended) - greatest(a.started, e.started) >= make_interval(days => %(tandem_days)s)
+  AND least(a.ended, e.ended) > greatest(a.started, e.started)
+ORDER BY a.read_instance_id, e.started, e.read_instance_id;
+UPDATE reading_sessions s
+SET read_instance_id = coalesce(t.ebook_read, a.read_instance_id), read_number = coalesce(t.read_number, a.read_number),
+    is_parallel_read = t.audio_read IS NOT NULL
+FROM audible_days a LEFT JOIN tandem_reads t ON t.audio_read = a.read_instance_id
+WHERE s.data_source = 'audible' AND (s.book_id, s.start_time, s.device) = (a.book_id, a.start_time, a.device)
+  AND (s.read_instance_id, s.read_number, s.is_parallel_read)
+      IS DISTINCT FROM (coalesce(t.ebook_read, a.read_instance_id), coalesce(t.read_number, a.read_number),
+                        t.audio_read IS NOT NULL);
+UPDATE reading_sessions s
+SET is_parallel_read = s.read_instance_id IN (SELECT ebook_read FROM tandem_reads)
+WHERE s.media_type = 'ebook' AND s.data_source IN """ + OUR_SOURCES + """
+  AND (s.is_parallel_read OR s.read_instance_id IN (SELECT ebook_read FROM tandem_reads))
+  AND s.is_parallel_read IS DISTINCT FROM (s.read_instance_id IN (SELECT ebook_read FROM tandem_reads));
+"""
 
 
 # The reader's warehouse, as their own scripts create it (../shared/reader-warehouse/): created here only
@@ -295,7 +408,8 @@ $reader$;
 -- What the job adds to the reader's tables: appended columns only.
 ALTER TABLE public.reading_sessions ADD COLUMN IF NOT EXISTS duration_seconds integer,
     ADD COLUMN IF NOT EXISTS start_page integer, ADD COLUMN IF NOT EXISTS end_page integer,
-    ADD COLUMN IF NOT EXISTS total_pages integer;
+    ADD COLUMN IF NOT EXISTS total_pages integer,
+    ADD COLUMN IF NOT EXISTS time_precision text NOT NULL DEFAULT 'second';
 ALTER TABLE public.book_editions ADD COLUMN IF NOT EXISTS calibre_id integer,
     ADD COLUMN IF NOT EXISTS calibre_uuid text;
 """
@@ -518,6 +632,60 @@ CREATE TABLE IF NOT EXISTS bookhelper.device_sync (
     PRIMARY KEY (source, device)
 );
 
+-- Amazon's exports (current state: each run with an export configured replaces what it holds). Kindle's
+-- reading intervals, each once; Audible's listening days (one row per profile, audiobook and local day, the
+-- day's exact milliseconds; the export gives dates, not times) with each day's read, and the audiobooks'
+-- metadata with the value the job wrote into books.audio_seconds (so that it only ever replaces its own).
+CREATE TABLE IF NOT EXISTS bookhelper.kindle_intervals (
+    content_id text NOT NULL,
+    start_time timestamp NOT NULL,
+    serial     text NOT NULL,
+    end_time   timestamp NOT NULL,
+    millis     bigint NOT NULL,
+    page_flips integer,
+    kind       text NOT NULL CHECK (kind IN ('book', 'document')),
+    device     text NOT NULL,
+    PRIMARY KEY (content_id, start_time, serial)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.audible_days (
+    book_id          integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    profile          text NOT NULL,
+    day              date NOT NULL,
+    asins            text[] NOT NULL,
+    timezone         text NOT NULL,
+    device           text NOT NULL,
+    start_time       timestamp NOT NULL,
+    end_time         timestamp NOT NULL,
+    listening_ms     bigint NOT NULL,
+    duration_seconds integer NOT NULL,
+    events           integer NOT NULL,
+    first_position_ms bigint,
+    last_position_ms bigint,
+    book_length_ms   bigint,
+    reaches_end      boolean NOT NULL,
+    read_number      integer NOT NULL,
+    read_instance_id uuid NOT NULL,
+    PRIMARY KEY (book_id, profile, day)
+);
+CREATE TABLE IF NOT EXISTS bookhelper.audible_books (
+    book_id              integer PRIMARY KEY REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    asins                text[] NOT NULL,
+    title                text,
+    narrators            text[] NOT NULL DEFAULT '{}',
+    length_seconds       integer,
+    matched_by           text NOT NULL,
+    written_audio_seconds integer
+);
+-- The reader's own decision of which book an export's title is (an audiobook's ebook, say); book_id NULL:
+-- a book of its own.
+CREATE TABLE IF NOT EXISTS bookhelper.export_match_overrides (
+    source  text NOT NULL CHECK (source IN ('kindle', 'audible')),
+    asin    text NOT NULL,
+    book_id integer REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    note    text,
+    PRIMARY KEY (source, asin)
+);
+
 -- Exact seconds per book, with what the sidecars and Calibre say of it.
 CREATE OR REPLACE VIEW bookhelper.book_reading AS
 SELECT b.book_id, b.title,
@@ -551,7 +719,7 @@ SELECT b.book_id, b.title,
         JOIN bookhelper.tags g USING (tag_id) WHERE bt.book_id = b.book_id) AS tags
 FROM public.books b
 JOIN bookhelper.book_keys k USING (book_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = b.book_id AND s.data_source = 'koreader'
+LEFT JOIN public.reading_sessions s ON s.book_id = b.book_id AND s.data_source IN """ + OUR_SOURCES + """
 GROUP BY b.book_id, k.book_id;
 
 -- One row per finish: every read (read_number) that reached the end, and the sidecar's "complete"
@@ -621,7 +789,7 @@ SELECT a.author_id, a.name,
        max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
 FROM bookhelper.author_names a
 JOIN bookhelper.book_authors ba USING (author_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = ba.book_id AND s.data_source = 'koreader'
+LEFT JOIN public.reading_sessions s ON s.book_id = ba.book_id AND s.data_source IN """ + OUR_SOURCES + """
 GROUP BY a.author_id, a.name;
 
 CREATE OR REPLACE VIEW bookhelper.publisher_reading AS
@@ -631,7 +799,7 @@ SELECT pb.publisher AS name,
        coalesce(sum(s.duration_seconds), 0) AS reading_seconds,
        round(coalesce(sum(s.duration_seconds), 0) / 3600.0, 2) AS reading_hours
 FROM (SELECT DISTINCT publisher, book_id FROM bookhelper.book_calibre WHERE publisher IS NOT NULL) pb
-LEFT JOIN public.reading_sessions s ON s.book_id = pb.book_id AND s.data_source = 'koreader'
+LEFT JOIN public.reading_sessions s ON s.book_id = pb.book_id AND s.data_source IN """ + OUR_SOURCES + """
 GROUP BY pb.publisher;
 
 CREATE OR REPLACE VIEW bookhelper.tag_analytics AS
@@ -644,7 +812,7 @@ SELECT g.tag_id, g.name AS tag,
        max(s.end_time) AT TIME ZONE 'UTC' AS last_read_at
 FROM bookhelper.tags g
 JOIN (SELECT DISTINCT tag_id, book_id FROM bookhelper.book_tags) bt USING (tag_id)
-LEFT JOIN public.reading_sessions s ON s.book_id = bt.book_id AND s.data_source = 'koreader'
+LEFT JOIN public.reading_sessions s ON s.book_id = bt.book_id AND s.data_source IN """ + OUR_SOURCES + """
 GROUP BY g.tag_id;
 """
 
@@ -708,6 +876,9 @@ WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
 # schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
+    # 3.0.0 -> 4: Amazon's exports: their tables, reading_sessions.time_precision (all in the DDL) and the
+    # views that count every source of the job.
+    3: ("", ""),
     # 1.0.0 -> 2: device ids as integer; authors unique by a digest; page views keyed on the raw KOReader
     # start_time: rows of local-clock devices were stored converted to UTC, so they are converted back,
     # exactly. Where 1.0.0 gave two raw epochs one instant (the hour after a spring-forward; it even kept one

@@ -33,33 +33,42 @@ class Session:
 START_THEN_PAGE = operator.itemgetter(1, 0)
 
 
+def gap_groups(spans: Sequence[tuple[int, int]], gap: int) -> list[range]:
+    """The session rule: sorted (start, end) spans grouped into sessions, as ranges of their indices.
+
+    A span continues the current session when it starts at most ``gap`` after the session's spans ended;
+    otherwise it opens a new one. "Ended" is the latest end so far, which is the previous span's end
+    whenever spans do not overlap, and keeps sessions from overlapping when several devices' spans do.
+    Every source's sessions come from this function (KOReader's page rows, Kindle's intervals).
+    """
+    groups: list[range] = []
+    first, latest_end = 0, None
+    for index, (start, end) in enumerate(spans):
+        if latest_end is not None and start - latest_end > gap:
+            groups.append(range(first, index))
+            first, latest_end = index, None
+        if latest_end is None or end > latest_end:
+            latest_end = end
+    if spans:
+        groups.append(range(first, len(spans)))
+    return groups
+
+
 def transform_sessions(page_rows: Iterable[tuple], gap_seconds: int) -> list[Session]:
     """Group one book's page rows (page, start_time, duration, total_pages) into sessions.
 
-    Rows are taken in (start_time, page) order. A row continues the current session
-    when it starts at most ``gap_seconds`` after the previous rows ended; otherwise it
-    opens a new one. "Ended" is the latest start_time + duration so far, which is the
-    previous row's end whenever rows do not overlap, and keeps sessions from
-    overlapping when merged devices' rows do.
+    Rows are taken in (start_time, page) order and grouped by the session rule (gap_groups), a row's
+    span being start_time to start_time + duration.
     """
-    sessions: list[Session] = []
-    pages: set[int] = set()  # the open session's pages; empty while none is open
-    first_start = first_page = top_page = latest_end = seconds = last_total = 0
-    for page, start, duration, total in sorted(page_rows, key=START_THEN_PAGE):
-        if pages and start - latest_end > gap_seconds:
-            sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
-            pages = set()
-        if not pages:
-            first_start, first_page, top_page, latest_end, seconds = start, page, page, start, 0
-        seconds += duration
-        pages.add(page)
-        if page > top_page:
-            top_page = page
-        if start + duration > latest_end:
-            latest_end = start + duration
-        last_total = total
-    if pages:
-        sessions.append(Session(first_start, latest_end, seconds, len(pages), first_page, top_page, last_total))
+    rows = sorted(page_rows, key=START_THEN_PAGE)
+    sessions = []
+    for group in gap_groups([(start, start + duration) for _page, start, duration, _total in rows], gap_seconds):
+        members = rows[group.start:group.stop]
+        pages = {page for page, _start, _duration, _total in members}
+        sessions.append(Session(
+            members[0][1], max(start + duration for _page, start, duration, _total in members),
+            sum(duration for _page, _start, duration, _total in members), len(pages), members[0][0], max(pages),
+            members[-1][3]))
     return sessions
 
 
@@ -102,6 +111,24 @@ def number_reads(sessions: Sequence[Session]) -> list[int]:
     return numbers
 
 
+def read_instance_id(book_key: str, read: int) -> uuid.UUID:
+    """A read's id: the same book and read number give the same id on every run and device."""
+    return uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
+
+
+def exact_seconds(millis: Sequence[int]) -> list[int]:
+    """Whole seconds of each of a book's sessions, given their milliseconds in time order: each session's
+    share of the book's running total rounded once (halves up), so that the book's seconds are its exact
+    milliseconds rounded once, however many sessions there are."""
+    seconds, total, rounded = [], 0, 0
+    for amount in millis:
+        total += amount
+        now_rounded = (total + 500) // 1000
+        seconds.append(now_rounded - rounded)
+        rounded = now_rounded
+    return seconds
+
+
 def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_seconds: int, device: str,
                        now: int) -> list[str]:
     """One book's sessions and reads, by the Python rule, as COPY lines for reading_sessions; a session that
@@ -113,7 +140,7 @@ def session_copy_lines(book_id: int, book_key: str, rows: list[tuple], gap_secon
         if session.start_time > now:
             break
         if read not in read_ids:
-            read_ids[read] = uuid.uuid3(READ_NAMESPACE, f"{book_key}/read/{read}")
+            read_ids[read] = read_instance_id(book_key, read)
         read_id = read_ids[read]
         start, end = (naive_utc(epoch) for epoch in (session.start_time, session.end_time))
         lines.append(

@@ -382,6 +382,7 @@ def extract_sidecars(folder: Path) -> dict[str, SidecarBook]:
 # The source's interface (see bookhelper/__init__.py) ------------------------------------------------------
 
 NAME = "sidecars"
+STANDS_ALONE = False  # its files are a KOReader device's: they come with its statistics file
 SETTINGS = (
     Setting("KOREADER_SIDECAR_DIR", None, "folder holding KOReader's sidecars (*.sdr/metadata.*.lua), optional",
             option="--sidecar-dir", metavar="DIR",

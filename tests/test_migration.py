@@ -9,6 +9,7 @@ from catalog import catalog, differences
 from conftest import query, run_cli
 from warehouse import reading_state
 
+from bookhelper.schema import SCHEMA_VERSION
 from samples.statistics import Book, write_statistics_file
 
 T0 = 1_719_860_400  # 2024-07-01 19:00 UTC
@@ -52,7 +53,7 @@ def test_a_version_1_warehouse_is_migrated_in_place_and_equals_a_fresh_load(
                      **kindle)
 
     assert result.returncode == 0, result.stderr
-    assert "upgrading the warehouse schema to version 3" in result.stderr
+    assert "upgrading the warehouse schema to version 4" in result.stderr
     once = new_database()
     assert run_cli("--stats-db", stats, "--device", "kindle", env_file=empty_env_file, DATABASE_URL=once,
                    **kindle).returncode == 0
@@ -61,13 +62,13 @@ def test_a_version_1_warehouse_is_migrated_in_place_and_equals_a_fresh_load(
     # The raw KOReader start_time is the row's identity again: no row was added.
     assert query(database_url, "SELECT count(*), min(start_epoch) FROM page_views") == [(5, T0 + 100)]
     # History stays: the run records and the devices.
-    assert query(database_url, "SELECT script_version FROM etl_runs ORDER BY run_id") == [("1.0.0",), ("3.0.0",)]
+    assert query(database_url, "SELECT script_version FROM etl_runs ORDER BY run_id") == [("1.0.0",), ("3.1.0",)]
     assert query(database_url, "SELECT device_id, name FROM devices ORDER BY 1") == [(1, "kindle"), (2, "boox")]
     assert query(database_url, """SELECT data_type FROM information_schema.columns
                                   WHERE column_name = 'device_id' GROUP BY 1""") == [("integer",)]
     assert query(database_url, "SELECT max_value FROM pg_sequences WHERE sequencename LIKE 'devices%%'") == [
         (2**31 - 1,)]
-    assert query(database_url, "SELECT value FROM schema_meta WHERE key = 'schema_version'") == [("3",)]
+    assert query(database_url, "SELECT value FROM schema_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
 
 
 def test_a_second_run_after_the_migration_changes_nothing(tmp_path, database_url, empty_env_file):
@@ -168,7 +169,7 @@ def test_a_version_2_warehouse_is_upgraded_in_place_and_then_equals_a_fresh_load
                                " ORDER BY 1") == [(1, 300, 5), (2, 20, 1)]
     # History stays: run records, devices, sidecars and highlights, the reader's override.
     assert query(database_url, "SELECT script_version FROM etl_runs ORDER BY run_id") == [
-        ("2.0.0",), ("3.0.0",), ("3.0.0",)]
+        ("2.0.0",), ("3.1.0",), ("3.1.0",)]
     assert query(database_url, "SELECT device_id, name FROM devices ORDER BY 1") == [(1, "boox"), (2, "kobo")]
     assert query(database_url, "SELECT book_id, status, rating FROM book_sidecars") == [(1, "complete", 5)]
     assert query(database_url, "SELECT book_id, text FROM highlights") == [(1, "Wisdom")]

@@ -53,8 +53,8 @@ def test_loading_into_the_readers_database_changes_none_of_their_objects(tmp_pat
                       AND table_name = %s ORDER BY ordinal_position DESC LIMIT %s"""
     assert query(reader_database, last_columns, ("book_editions", 3)) == [
         ("calibre_uuid",), ("calibre_id",), ("created_at",)]
-    assert query(reader_database, last_columns, ("reading_sessions", 5)) == [
-        ("total_pages",), ("end_page",), ("start_page",), ("duration_seconds",), ("created_at",)]
+    assert query(reader_database, last_columns, ("reading_sessions", 6)) == [
+        ("time_precision",), ("total_pages",), ("end_page",), ("start_page",), ("duration_seconds",), ("created_at",)]
 
 
 def test_the_same_files_give_the_same_warehouse_on_a_fresh_and_on_the_readers_database(

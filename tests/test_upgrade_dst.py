@@ -123,7 +123,7 @@ def test_an_upgrade_by_the_local_clock_device_equals_a_fresh_load(tmp_path, data
                      **KINDLE)
 
     assert result.returncode == 0, result.stderr
-    assert "upgrading the warehouse schema to version 3" in result.stderr
+    assert "upgrading the warehouse schema to version 4" in result.stderr
     once = new_database()
     load(once, empty_env_file, [(kindle, "kindle", KINDLE)])
     assert reading_state(database_url) == reading_state(once)

@@ -1,0 +1,375 @@
+"""Source: the Kindle part of Amazon's data export (``../shared/kindle-export-format.md``): reading sessions
+from ``Kindle.Devices.ReadingSession.csv``, the only file of reading time (the others describe the same
+reading), titles and authors from the library files.
+
+A store book's intervals go to the warehouse book that holds its ASIN (Calibre's ``amazon`` identifiers,
+``books.asin``, then ``mobi-asin``), else to a book of its own titled from the export (or by its ASIN). A
+personal document is a book of its own, keyed by its document id, never matched by ASIN. Samples are not
+the book: they are skipped and counted. The export is current state: each run loads what it says.
+"""
+
+import calendar
+import io
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from bookhelper.core import (
+    DEVICE_LENGTH,
+    Book,
+    RunContext,
+    Setting,
+    SourceUnusable,
+    component_logger,
+    copy_text,
+    fit_text,
+    naive_utc,
+    repeatable,
+    state_digest,
+)
+from bookhelper.exports import Export, open_export, read_rows, unavailable
+from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins
+from bookhelper.schema import apply_export_sessions
+from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
+
+SESSION_FILE = "Kindle.Devices.ReadingSession.csv"
+SESSION_COLUMNS = ("start_timestamp", "end_timestamp", "ASIN", "device_family", "device_serial_number",
+                   "content_type", "total_reading_millis", "number_of_page_flips")
+TITLE_FILE = "Kindle.UnifiedLibraryIndex.CustomerRelationshipIndex.csv"
+AUTHOR_FILE = "Kindle.UnifiedLibraryIndex.CustomerAuthorNameRelationship.csv"
+DOCUMENT_FILE = "Kindle.KindleDocs.DocumentMetadata.csv"
+CONTENT_KINDS = {"E-Book": "book", "Personal Document": "document", "E-Book Sample": "sample"}
+DOCUMENT_ID = re.compile(r"[0-9A-F]{32}")
+TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d{1,6})?Z")
+EARLIEST_START = 1167609600  # 2007-01-01: the first Kindle; an earlier time is a broken clock
+LONGEST_INTERVAL_MS = 24 * 3600 * 1000
+SERIES_ASIN = re.compile(r"[\s\u00a0]+B[0-9A-Z]{9}$")
+COPY_NULL = "\\N"
+APP_DEVICE = "Kindle app"  # the phone and tablet apps leave device_family empty
+
+
+@dataclass(frozen=True)
+class KindleInterval:
+    """One row of ReadingSession: an interval of reading with exact UTC times."""
+
+    content_id: str  # a store ASIN, or a personal document's id
+    kind: str  # "book" or "document"
+    start: int
+    end: int
+    millis: int
+    serial: str
+    device: str
+    page_flips: Optional[int]
+
+
+@dataclass(frozen=True)
+class KindleExport:
+    """What an export says: its intervals (each reported once), what it names each content id, and a digest."""
+
+    intervals: tuple[KindleInterval, ...]
+    titles: dict  # content id -> (title, authors as "First Last")
+    fingerprint: str
+    problems: tuple[tuple[str, int], ...] = ()  # rows skipped, by reason
+
+
+def parse_timestamp(text: str) -> Optional[int]:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS[.fff]Z``, else None."""
+    found = TIMESTAMP.fullmatch(text.strip())
+    if not found:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in found.groups())
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        return None
+    return calendar.timegm((year, month, day, hour, minute, second))
+
+
+def kindle_interval(row: dict, now: int) -> tuple[Optional[KindleInterval], Optional[str]]:
+    """One ReadingSession row as an interval, or the reason it is skipped."""
+    kind = CONTENT_KINDS.get(row["content_type"].strip())
+    if kind is None:
+        return None, "unknown content type"
+    if kind == "sample":
+        return None, "a sample, not the book"
+    if unavailable(row["start_timestamp"]):
+        return None, "start Not Available"
+    content_id = row["ASIN"].strip().upper()
+    if not (asin_key(content_id) if kind == "book" else DOCUMENT_ID.fullmatch(content_id)):
+        return None, "not an ASIN or document id"
+    start, end = parse_timestamp(row["start_timestamp"]), parse_timestamp(row["end_timestamp"])
+    if start is None or end is None:
+        return None, "not a time stamp"
+    if not EARLIEST_START <= start <= now:
+        return None, "start before 2007 or in the future"
+    millis_text = row["total_reading_millis"].strip()
+    if not millis_text.isdigit() or int(millis_text) == 0:
+        return None, "empty or negative duration"
+    if int(millis_text) > LONGEST_INTERVAL_MS:
+        return None, "longer than a day"
+    serial = row["device_serial_number"].strip()
+    if len(serial) > 100:
+        return None, "not a device serial"
+    flips = row["number_of_page_flips"].strip()
+    device = fit_text(row["device_family"].strip() or APP_DEVICE, DEVICE_LENGTH)
+    return KindleInterval(content_id, kind, start, max(end, start), int(millis_text), serial, device,
+                          int(flips) if flips.isdigit() and len(flips) < 9 else None), None
+
+
+def transform_intervals(rows: Iterable[dict], now: int, problems: Counter) -> tuple[KindleInterval, ...]:
+    """The export's intervals, each once: a row re-sent with another software version is the same interval
+    (key: content id, start, device serial); of two such rows the longer one counts, whatever their order."""
+    chosen: dict[tuple, KindleInterval] = {}
+    for row in rows:
+        interval, reason = kindle_interval(row, now)
+        if interval is None:
+            problems[reason] += 1
+            continue
+        key = (interval.content_id, interval.start, interval.serial)
+        other = chosen.get(key)
+        if other is not None:
+            problems["reported twice (counted once)"] += 1
+            interval = max(interval, other, key=lambda i: (i.millis, i.end, i.device, i.page_flips or 0))
+        chosen[key] = interval
+    return tuple(sorted(chosen.values(), key=lambda i: (i.content_id, i.start, i.serial)))
+
+
+def display_author(name: str) -> str:
+    """Amazon's ``Last, First`` as ``First Last``; other forms as written, trimmed."""
+    name = " ".join(name.split())
+    if name.count(",") == 1:
+        last, first = (part.strip() for part in name.split(","))
+        if first and last:
+            return f"{first} {last}"
+    return name
+
+
+def extract_titles(export: Export, problems: Counter) -> dict:
+    """content id -> (title, authors) from the library files (a missing one names nothing)."""
+    authors: dict[str, list[str]] = {}
+    for entry in export.find(AUTHOR_FILE):
+        for row in read_rows(export, entry, ("ASIN", "Author Name"), problems):
+            asin, name = asin_key(row["ASIN"]), row["Author Name"]
+            if asin and not unavailable(name) and display_author(name) not in authors.get(asin, []):
+                authors.setdefault(asin, []).append(display_author(name))
+    titles: dict[str, tuple[str, tuple[str, ...]]] = {}
+    for entry in export.find(TITLE_FILE):
+        for row in read_rows(export, entry, ("Product Name", "ASIN", "Resource Type"), problems):
+            asin, name = asin_key(row["ASIN"]), row["Product Name"].strip()
+            if asin and row["Resource Type"].strip() == "ITEM" and not unavailable(name):
+                titles.setdefault(asin, (name, tuple(authors.get(asin, ()))))
+    for entry in export.find(DOCUMENT_FILE):
+        for row in read_rows(export, entry, ("DocumentId", "Title"), problems):
+            document_id, name = row["DocumentId"].strip().upper(), row["Title"].strip()
+            if DOCUMENT_ID.fullmatch(document_id) and not unavailable(name):
+                titles.setdefault(document_id, (name, ()))
+    return titles
+
+
+def extract_kindle_export(path: Path, now: int) -> KindleExport:
+    """Read an export in place. SourceMissing (66) without the path, SourceUnusable (65) without the
+    session file or its columns."""
+    export = open_export(path, "--kindle-export or KINDLE_EXPORT")
+    entries = export.find(SESSION_FILE)
+    if not entries:
+        raise SourceUnusable(f"{path}: holds no {SESSION_FILE}; is it the Kindle part of Amazon's export?")
+    problems: Counter = Counter()
+    rows = (row for entry in entries for row in read_rows(export, entry, SESSION_COLUMNS, problems))
+    intervals = transform_intervals(rows, now, problems)
+    titles = extract_titles(export, problems)
+    if export.unsafe:
+        problems["zip entries with unsafe names (ignored)"] += export.unsafe
+    read = entries + [e for name in (TITLE_FILE, AUTHOR_FILE, DOCUMENT_FILE) for e in export.find(name)]
+    return KindleExport(intervals, titles, export.digest(read), tuple(sorted(problems.items())))
+
+
+@dataclass(frozen=True)
+class KindleSession:
+    """A session of one book from its intervals, by the project's session rule."""
+
+    start: int
+    end: int
+    millis: int  # the union of its intervals (overlapping ones count once)
+    device: str
+    page_flips: Optional[int]
+
+
+def kindle_sessions(intervals: Sequence[KindleInterval], gap_seconds: int) -> list[KindleSession]:
+    """One book's intervals grouped by the session rule (gap_groups); an interval spans its start to its start
+    plus its reading millis (Amazon's measure; the end time stamp is cut to seconds)."""
+    ordered = sorted(intervals, key=lambda i: (i.start, i.serial, i.content_id))
+    spans = [(i.start * 1000, i.start * 1000 + i.millis) for i in ordered]
+    sessions = []
+    for group in gap_groups(spans, gap_seconds * 1000):
+        covered, reach = 0, None
+        for span_start, span_end in spans[group.start:group.stop]:
+            begin = span_start if reach is None else max(span_start, reach)
+            covered += max(0, span_end - begin)
+            reach = span_end if reach is None else max(reach, span_end)
+        flips = [i.page_flips for i in ordered[group.start:group.stop] if i.page_flips is not None]
+        sessions.append(KindleSession(ordered[group.start].start, -(-reach // 1000), covered,
+                                      ordered[group.start].device, sum(flips) if flips else None))
+    return sessions
+
+
+NAME = "kindle"
+STANDS_ALONE = True  # a run with only the export loads it
+SETTINGS = (
+    Setting("KINDLE_EXPORT", None, "Amazon's Kindle data export (.zip or its folder), optional",
+            option="--kindle-export", metavar="PATH",
+            option_help="Amazon's Kindle data export (.zip or its unzipped folder), read in place for the reading "
+                        "sessions of Kindle.Devices.ReadingSession.csv"),
+)
+ZONE_CHANGED_SQL = ""  # the export's times are UTC
+
+
+@dataclass(frozen=True)
+class KindleCounts:
+    """What a run did with the export (None: unchanged since the last run, nothing sent)."""
+
+    intervals: Optional[int] = None
+    sessions: Optional[int] = None
+    books_matched: Optional[int] = None
+    books_own: Optional[int] = None
+
+
+def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
+    """The export's path, when one is set."""
+    path = values["KINDLE_EXPORT"]
+    return Path(path).expanduser() if path else None
+
+
+def extract(path: Path, _workdir: Path) -> KindleExport:
+    """The export, read in place (nothing copied, nothing extracted)."""
+    export = extract_kindle_export(path, int(time.time()))
+    component_logger("EXTRACT").info("read %d Kindle reading intervals and %d titles from %s",
+                                     len(export.intervals), len(export.titles), path)
+    if export.problems:
+        component_logger("TRANSFORM").warning(
+            "Kindle: skipped %d rows (%s)", sum(n for reason, n in export.problems if "counted once" not in reason),
+            ", ".join(f"{reason}: {n}" for reason, n in export.problems))
+    return export
+
+
+def book_isbns(_export: KindleExport, _books: Sequence[Book]) -> dict[str, set[str]]:
+    """The export names no ISBNs."""
+    return {}
+
+
+KINDLE_STATE_SQL = """
+SELECT (SELECT value FROM schema_meta WHERE key = 'kindle_fingerprint'),
+       coalesce((SELECT json_agg(json_build_array(h.book_id, h.scheme, h.value, h.ours)
+                                 ORDER BY h.book_id, h.scheme, h.value)
+                 FROM (SELECT i.book_id, i.scheme, i.value, true AS ours FROM book_identifiers i
+                       WHERE i.source = 'calibre' AND (i.scheme LIKE 'amazon%%' OR i.scheme = 'mobi-asin')
+                       UNION
+                       SELECT b.book_id, 'books_asin', b.asin, k.book_id IS NOT NULL FROM books b
+                       LEFT JOIN book_keys k USING (book_id)
+                       WHERE b.asin IS NOT NULL AND (k.book_key IS NULL OR k.book_key NOT LIKE 'kindle:%%')) AS h),
+                '[]')::text;
+"""
+
+KINDLE_SQL = """
+DELETE FROM kindle_intervals;
+CREATE TEMP TABLE incoming_sessions ON COMMIT DROP AS
+SELECT coalesce(s.book_id, k.book_id) AS book_id, s.start_time, s.end_time, s.duration_seconds, s.pages_read,
+       s.device, s.read_number, s.read_instance_id, 'second' AS time_precision
+FROM jsonb_to_recordset(%(sessions)s::jsonb) AS s(
+    book_id integer, book_key text, start_time timestamp, end_time timestamp, duration_seconds integer,
+    pages_read integer, device text, read_number integer, read_instance_id uuid)
+LEFT JOIN book_keys k ON k.book_key = s.book_key;
+INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s)
+ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
+"""
+
+
+def asin_holders(rows: Sequence) -> tuple[list[AsinHolder], dict[int, bool]]:
+    """The warehouse books that hold an ASIN, and whether each is one of the job's books."""
+    holders, ours = [], {}
+    for book_id, scheme, value, is_ours in rows:
+        rule = "books_asin" if scheme == "books_asin" else asin_rule(scheme)
+        if rule:
+            holders.append(AsinHolder(book_id, rule, value))
+            ours[book_id] = ours.get(book_id, False) or is_ours
+    return holders, ours
+
+
+def own_book(content_id: str, export: KindleExport, last_read: int) -> Book:
+    """The book of its own that a content id no warehouse book holds lands as: titled by the export, or by
+    its id until a later export, Calibre or the enrichment job knows better."""
+    title, authors = export.titles.get(content_id, (content_id, ()))
+    return Book(f"kindle:{content_id}", title, authors, None, None, None, None, last_read)
+
+
+def session_payload(export: KindleExport, placed: dict, gap_seconds: int) -> list[dict]:
+    """Each book's sessions, with exact seconds (the book's millis, rounded once) and its read."""
+    by_book: dict[tuple, list[KindleInterval]] = {}
+    for interval in export.intervals:
+        by_book.setdefault(placed[interval.content_id], []).append(interval)
+    payload = []
+    for place, intervals in sorted(by_book.items(), key=lambda item: str(item[0])):
+        sessions = kindle_sessions(intervals, gap_seconds)
+        book_id, book_key = place
+        read_id = read_instance_id(f"{book_key or book_id}/{NAME}", 1)
+        for session, seconds in zip(sessions, exact_seconds([s.millis for s in sessions])):
+            payload.append({
+                "book_id": book_id, "book_key": book_key, "start_time": naive_utc(session.start),
+                "end_time": naive_utc(session.end), "duration_seconds": seconds, "pages_read": session.page_flips,
+                "device": session.device, "read_number": 1, "read_instance_id": str(read_id)})
+    return payload
+
+
+def load(cursor, run: RunContext, export: KindleExport) -> KindleCounts:
+    """Place each content id on its warehouse book and replace the export's intervals and sessions; one
+    round trip when neither the export nor the books holding ASINs changed."""
+    cursor.execute(KINDLE_STATE_SQL)
+    stored, holder_rows = cursor.fetchone()
+    holder_rows = json.loads(holder_rows)
+    fingerprint = state_digest(export.fingerprint, holder_rows, run.config.gap_seconds)
+    if fingerprint == stored:
+        component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
+        return KindleCounts()
+    holders, ours = asin_holders(holder_rows)
+    content_ids = sorted({i.content_id for i in export.intervals})
+    matches = match_asins([c for c in content_ids if asin_key(c)], holders)
+    placed, own, adopted = {}, [], {}
+    last_read = {}
+    for interval in export.intervals:
+        last_read[interval.content_id] = max(last_read.get(interval.content_id, 0), interval.end)
+    for content_id in content_ids:
+        match = matches.get(content_id)
+        if match and ours.get(match[0]):
+            placed[content_id] = (match[0], None)
+            continue
+        book = own_book(content_id, export, last_read[content_id])
+        own.append(book)
+        if match:
+            adopted[book.book_key] = match
+        placed[content_id] = (None, book.book_key)
+    if own:
+        run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
+    payload = session_payload(export, placed, run.config.gap_seconds)
+    cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
+                   {"sessions": json.dumps(payload), "fingerprint": fingerprint})
+    counts = dict(cursor.fetchall())
+    # the intervals as the export says them (KINDLE_SQL emptied the table)
+    cursor.copy_expert("COPY kindle_intervals (content_id, start_time, serial, end_time, millis, page_flips, kind,"
+                       " device) FROM STDIN", io.StringIO("".join(
+                           f"{i.content_id}\t{naive_utc(i.start)}\t{copy_text(i.serial)}\t{naive_utc(i.end)}\t"
+                           f"{i.millis}\t{COPY_NULL if i.page_flips is None else i.page_flips}\t{i.kind}\t"
+                           f"{copy_text(i.device)}\n" for i in export.intervals)))
+    matched = sum(1 for book_id, _key in placed.values() if book_id is not None)
+    component_logger("LOAD").info(
+        "Kindle: %d intervals in %d sessions of %d books (%d on books the warehouse knew by ASIN, %d of their "
+        "own); sessions %d inserted, %d updated, %d removed", len(export.intervals), len(payload), len(placed),
+        matched + len(adopted), len(own) - len(adopted), counts.get("inserted", 0), counts.get("updated", 0),
+        counts.get("removed", 0))
+    return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted))
+
+
+def summary(_counts: KindleCounts) -> list[str]:
+    """Kindle's line is logged as it loads."""
+    return []

@@ -1,0 +1,324 @@
+"""Amazon's Kindle and Audible exports: read in place (zip or folder), hostile files, whole rows in the
+warehouse, matching across formats and sources, tandem reads, current state."""
+
+import calendar
+import datetime
+import zipfile
+from collections import Counter
+
+import pytest
+from conftest import query, run_cli
+
+from bookhelper import audible, kindle
+from bookhelper.exports import open_export, read_rows
+from bookhelper.sessions import exact_seconds
+from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
+from samples.calibre import CalibreBook, write_calibre_library
+from samples.kindle import KindleTitle, PersonalDocument, ReadingInterval, write_kindle_export
+from samples.statistics import Book, write_statistics_file
+
+NOW = calendar.timegm((2026, 6, 1, 0, 0, 0))
+DOC_ID = "B0C0FFEE0123456789ABCDEF01234567"  # a personal document whose id starts like a store ASIN
+APP_SERIAL = "0123456789ABCDEF0123456789ABCDEF"
+
+
+def utc(text):
+    return calendar.timegm(datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").timetuple())
+
+
+# The fact sheet's invented example, as intervals.
+SHEET_INTERVALS = [
+    ReadingInterval(utc("2026-01-03T19:02:11Z"), utc("2026-01-03T19:30:02Z"), "B0TESTKND1", millis=1671400,
+                    page_flips=38, software_version="4300000011"),
+    ReadingInterval(utc("2026-01-02T06:40:00Z"), utc("2026-01-02T06:40:04Z"), "B0TESTKND1", device_family="",
+                    serial=APP_SERIAL, software_version="1180000033", millis=3800, page_flips=1),
+    ReadingInterval(utc("2026-01-03T19:02:11Z"), utc("2026-01-03T19:30:02Z"), "B0TESTKND1", millis=1671400,
+                    page_flips=38, software_version="4400000022"),
+    ReadingInterval(None, utc("2026-01-04T21:15:40Z"), "B0TESTKND2", device_family="", serial=APP_SERIAL),
+    ReadingInterval(utc("2026-01-05T22:01:09Z"), utc("2026-01-05T22:11:09Z"), "B0TESTKND1", millis=600300,
+                    page_flips=1),
+    ReadingInterval(utc("2026-01-06T12:00:00Z"), utc("2026-01-06T12:05:30Z"), DOC_ID,
+                    content_type="Personal Document", millis=330100, page_flips=12),
+    ReadingInterval(utc("2026-01-06T20:10:00Z"), utc("2026-01-06T20:14:10Z"), "B0TESTKND3",
+                    content_type="E-Book Sample", device_family="Kindle Cloud Reader",
+                    serial="TESTCLOUDREADERSERIAL000000001", software_version="20000105", millis=249600, page_flips=9),
+]
+SHEET_TITLES = [KindleTitle("B0TESTKND1", "The Lantern Keeper (Harbor Lights Book 1)", ("Whitcombe, Calla ",))]
+SHEET_DOCUMENTS = [PersonalDocument(DOC_ID, "Field Notes", "field-notes.pdf")]
+
+SESSION_ROWS = """
+SELECT b.title, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read, s.device,
+       s.media_type, s.data_source, s.read_number, s.is_parallel_read, s.time_precision, s.device_stats_source
+FROM reading_sessions s JOIN books b USING (book_id) ORDER BY s.data_source, s.start_time
+"""
+
+
+def ts(text):
+    return datetime.datetime.strptime(text, "%Y-%m-%d %H:%M:%S")
+
+
+def run_exports(tmp_path, database_url, *args, **settings):
+    """A run with exports and no statistics file (HOME has none at the default path)."""
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env_file.chmod(0o600)
+    settings.setdefault("HOME", str(tmp_path))
+    settings.setdefault("DATABASE_URL", database_url)
+    settings.setdefault("ETL_TIMEZONE", "UTC")
+    return run_cli(*args, env_file=env_file, **settings)
+
+
+# Reading the export -------------------------------------------------------------------------------
+
+
+def test_the_sheets_example_gives_each_interval_once_and_counts_what_it_skips(tmp_path):
+    export = kindle.extract_kindle_export(write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES,
+                                                              SHEET_DOCUMENTS), NOW)
+
+    assert [(i.content_id, i.kind, i.start, i.millis, i.device) for i in export.intervals] == [
+        ("B0C0FFEE0123456789ABCDEF01234567", "document", utc("2026-01-06T12:00:00Z"), 330100, "Kindle E-reader"),
+        ("B0TESTKND1", "book", utc("2026-01-02T06:40:00Z"), 3800, "Kindle app"),
+        ("B0TESTKND1", "book", utc("2026-01-03T19:02:11Z"), 1671400, "Kindle E-reader"),
+        ("B0TESTKND1", "book", utc("2026-01-05T22:01:09Z"), 600300, "Kindle E-reader"),
+    ]
+    assert dict(export.problems) == {"a sample, not the book": 1, "reported twice (counted once)": 1,
+                                     "start Not Available": 1}
+    assert export.titles["B0TESTKND1"] == ("The Lantern Keeper (Harbor Lights Book 1)", ("Calla Whitcombe",))
+    assert export.titles[DOC_ID] == ("Field Notes", ())
+
+
+def test_a_zip_and_its_folder_read_alike_and_a_zip_is_never_extracted(tmp_path):
+    folder = write_kindle_export(tmp_path / "folder", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS)
+    archive = write_kindle_export(tmp_path / "export.zip", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS,
+                                  as_zip=True, hostile_names=["../Kindle.Devices.ReadingSession.csv", "/abs.csv"])
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+
+    from_folder = kindle.extract_kindle_export(folder, NOW)
+    from_zip = kindle.extract_kindle_export(archive, NOW)
+
+    assert from_zip.intervals == from_folder.intervals and from_zip.titles == from_folder.titles
+    assert dict(from_zip.problems)["zip entries with unsafe names (ignored)"] == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written beside it
+
+
+def test_an_export_without_the_session_file_or_a_column_is_refused_by_name(tmp_path):
+    archive = tmp_path / "other.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("Kindle.Devices.ReadingSession/Kindle.Devices.ReadingSession.csv",
+                     "\ufeffstart_timestamp,end_timestamp,ASIN\n2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,B0TESTKND1\n")
+    with pytest.raises(kindle.SourceUnusable, match="has no column device_family, device_serial_number"):
+        kindle.extract_kindle_export(archive, NOW)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(kindle.SourceUnusable, match="holds no Kindle.Devices.ReadingSession.csv"):
+        kindle.extract_kindle_export(tmp_path / "empty", NOW)
+    with pytest.raises(audible.SourceUnusable, match="holds no Audible.Listening"):
+        audible.extract_audible_export(tmp_path / "empty", datetime.date(2026, 6, 1))
+
+
+def test_huge_fields_and_invalid_utf8_are_skipped_rows_not_a_failed_file(tmp_path):
+    header = kindle_header()
+    good = "2026-01-03T19:02:11Z,2026-01-03T19:30:02Z,B0TESTKND1,US,US,Kindle E-reader,G0,1,E-Book,60000,3"
+    huge_asin = good.replace("B0TESTKND1", "B" * 200_000)
+    bad_bytes = good.replace("B0TESTKND1", "B0TESTKND9").encode().replace(b"E-reader", b"E-\xff\xfereader")
+    wrong_width = "2026-01-03T20:02:11Z,2026-01-03T20:30:02Z,B0TESTKND1"
+    archive = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("Kindle.Devices.ReadingSession/Kindle.Devices.ReadingSession.csv",
+                     b"\xef\xbb\xbf\xef\xbb\xbf" + "\n".join([header, good, huge_asin, wrong_width]).encode()
+                     + b"\n" + bad_bytes + b"\n")
+
+    export = kindle.extract_kindle_export(archive, NOW)
+
+    assert [(i.content_id, i.device) for i in export.intervals] == [
+        ("B0TESTKND1", "Kindle E-reader"), ("B0TESTKND9", "Kindle E-\ufffd\ufffdreader")]
+    assert dict(export.problems) == {"not an ASIN or document id": 1, "row with a wrong number of fields": 1,
+                                     "invalid UTF-8 replaced": 1}
+
+
+def kindle_header():
+    return ("start_timestamp,end_timestamp,ASIN,purchased_marketplace,preferred_marketplace,device_family,"
+            "device_serial_number,device_software_version,content_type,total_reading_millis,number_of_page_flips")
+
+
+@pytest.mark.parametrize("millis, reason", [("", "empty or negative duration"), ("-5", "empty or negative duration"),
+                                            ("0", "empty or negative duration"),
+                                            ("99999999999", "longer than a day")])
+def test_a_bad_duration_is_a_skipped_row(millis, reason):
+    row = dict(zip(kindle_header().split(","), [
+        "2026-01-03T19:02:11Z", "2026-01-03T19:30:02Z", "B0TESTKND1", "US", "US", "Kindle E-reader", "G0", "1",
+        "E-Book", millis, "3"]))
+    problems = Counter()
+    assert kindle.transform_intervals([row], NOW, problems) == ()
+    assert problems == {reason: 1}
+
+
+def test_overlapping_intervals_count_their_union_and_a_book_its_millis_rounded_once():
+    def interval(start, millis, serial="A"):
+        return kindle.KindleInterval("B0TESTKND1", "book", start, start + millis // 1000, millis, serial, "d", None)
+
+    sessions = kindle.kindle_sessions([interval(1000, 600_000), interval(1300, 600_000, "B"),
+                                       interval(1900 + 1800, 1_500), interval(3701 + 1801, 400)], 1800)
+
+    # 1000..1600 and 1300..1900 overlap by 300 s: their union is 900 s, not 1200 s. A pause of exactly the gap
+    # (1900..3700) continues the session; one a second longer (3701.5..5502) ends it.
+    assert [(s.start, s.end, s.millis) for s in sessions] == [(1000, 3702, 901_500), (5502, 5503, 400)]
+    assert exact_seconds([901_500, 400]) == [902, 0]
+    assert sum(exact_seconds([499, 499, 499, 499])) == 2  # 1.996 s, rounded once
+
+
+def listening(day, millis, start, end, name="Quiet Hours (Unabridged)", asin="B0TESTAUD1", **more):
+    return ListeningEvent(day, more.pop("end_date", day), millis, start, end, name, asin, **more)
+
+
+SHEET_EVENTS = [
+    listening("2026-01-08", 1500000, 3600000, 5400000, "The Lantern Keeper: Harbor Lights, Book 2 (Unabridged)",
+              "B0TESTAUD2", book_length_ms=61200000, narration_speed="1.20", echo_parts=2),
+    listening("2026-01-08", 4000, 5400000, 5370000, "The Lantern Keeper: Harbor Lights, Book 2 (Unabridged)",
+              "B0TESTAUD2", book_length_ms=61200000, narration_speed="1.20"),
+    listening("2026-01-07", 2700000, 0, 2700000, end_date="2026-01-08", book_length_ms=36000000,
+              delivery_type="Streaming"),
+    listening("2026-01-06", 95400, 0, 95400, "Atlas of Small Things: Part 3", "1234567890", book_length_ms=43200000),
+    listening("2026-01-06", 300000, 0, 300000, "Salt Road (Unabridged)", "B0TESTAUD3", audio_type="Preview"),
+]
+
+
+def test_the_audible_sheets_example_gives_one_row_per_book_and_day_each_echo_once(tmp_path):
+    export = audible.extract_audible_export(write_audible_export(tmp_path / "a", {"Account Holder": SHEET_EVENTS}),
+                                            datetime.date(2026, 6, 1))
+
+    assert [(d.profile, d.asin, d.day.isoformat(), d.timezone, d.millis, d.events, d.first_position,
+             d.last_position, d.length) for d in export.days] == [
+        ("Account Holder", "1234567890", "2026-01-06", "Europe/Berlin", 95400, 1, 0, 95400, 43200000),
+        ("Account Holder", "B0TESTAUD1", "2026-01-07", "Europe/Berlin", 2700000, 1, 0, 2700000, 36000000),
+        ("Account Holder", "B0TESTAUD2", "2026-01-08", "Europe/Berlin", 1504000, 2, 3600000, 5400000, 61200000),
+    ]
+    assert dict(export.problems) == {"a multipart echo (counted once)": 2, "a preview or sample": 1}
+    assert export.titles["1234567890"].title == "Atlas of Small Things: Part 3"  # a real "Part" title stays
+
+
+def test_the_older_single_listening_file_reads_alike(tmp_path):
+    current = audible.extract_audible_export(write_audible_export(tmp_path / "a", {"Account Holder": SHEET_EVENTS}),
+                                             datetime.date(2026, 6, 1))
+    older = audible.extract_audible_export(write_audible_export(tmp_path / "b", {"Account Holder": SHEET_EVENTS},
+                                                                old_layout=True), datetime.date(2026, 6, 1))
+
+    assert [(d.asin, d.day, d.millis) for d in older.days] == [(d.asin, d.day, d.millis) for d in current.days]
+    assert {d.profile for d in older.days} == {""}
+
+
+def test_a_listening_file_without_a_column_is_refused_by_name(tmp_path):
+    folder = tmp_path / "x" / "Audible.Listening" / "Account Holder"
+    folder.mkdir(parents=True)
+    (folder / "Listening.csv").write_text('\ufeff"Start Date","End Date","ASIN"\n"2026-01-01","2026-01-01","B0X"\n')
+    with pytest.raises(audible.SourceUnusable, match="Listening.csv has no column Event Duration Milliseconds"):
+        audible.extract_audible_export(tmp_path / "x", datetime.date(2026, 6, 1))
+
+
+def test_read_rows_strips_a_doubled_bom_before_a_quoted_header(tmp_path):
+    (tmp_path / "f.csv").write_bytes(b'\xef\xbb\xbf\xef\xbb\xbf"A","B"\r\n"1","x\ny"\r\n')
+    export = open_export(tmp_path, "X")
+    assert list(read_rows(export, str(tmp_path / "f.csv"), ("A", "B"), Counter())) == [{"A": "1", "B": "x\ny"}]
+
+
+# In the warehouse ---------------------------------------------------------------------------------
+
+
+def test_a_kindle_export_alone_lands_whole_sessions(tmp_path, database_url):
+    archive = write_kindle_export(tmp_path / "export.zip", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS,
+                                  as_zip=True)
+
+    result = run_exports(tmp_path, database_url, "--kindle-export", archive)
+
+    assert result.returncode == 0, result.stderr
+    assert "no statistics file tonight" in result.stderr
+    stats = "Kindle.Devices.ReadingSession.csv"
+    assert query(database_url, SESSION_ROWS) == [
+        ("The Lantern Keeper (Harbor Lights Book 1)", ts("2026-01-02 06:40:00"), ts("2026-01-02 06:40:04"), 4, 1, 1,
+         "Kindle app", "ebook", "kindle", 1, False, "second", stats),
+        ("The Lantern Keeper (Harbor Lights Book 1)", ts("2026-01-03 19:02:11"), ts("2026-01-03 19:30:03"), 1671, 28,
+         38, "Kindle E-reader", "ebook", "kindle", 1, False, "second", stats),
+        ("The Lantern Keeper (Harbor Lights Book 1)", ts("2026-01-05 22:01:09"), ts("2026-01-05 22:11:10"), 601, 10,
+         1, "Kindle E-reader", "ebook", "kindle", 1, False, "second", stats),
+        ("Field Notes", ts("2026-01-06 12:00:00"), ts("2026-01-06 12:05:31"), 330, 6, 12, "Kindle E-reader", "ebook",
+         "kindle", 1, False, "second", stats),
+    ]
+    assert query(database_url, "SELECT title, author, source FROM books ORDER BY title") == [
+        ("Field Notes", None, "kindle"), ("The Lantern Keeper (Harbor Lights Book 1)", "Calla Whitcombe", "kindle")]
+    assert query(database_url, "SELECT sum(millis) FROM bookhelper.kindle_intervals") == [(1671400 + 3800 + 600300
+                                                                                          + 330100,)]
+    assert "Kindle: skipped 2 rows (a sample, not the book: 1, reported twice (counted once): 1, start Not " \
+           "Available: 1)" in result.stderr
+
+
+def test_a_newer_export_replaces_the_older_and_an_unchanged_one_costs_one_query(tmp_path, database_url):
+    older = write_kindle_export(tmp_path / "older", SHEET_INTERVALS[:3], SHEET_TITLES)
+    newer = write_kindle_export(tmp_path / "newer", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS)
+    assert run_exports(tmp_path, database_url, "--kindle-export", older).returncode == 0
+
+    assert run_exports(tmp_path, database_url, "--kindle-export", newer).returncode == 0
+    again = run_exports(tmp_path, database_url, "--kindle-export", newer)
+
+    assert query(database_url, "SELECT count(*), sum(duration_seconds) FROM reading_sessions") == [(4, 4 + 1671 + 601
+                                                                                                    + 330)]
+    assert "the Kindle export and the books holding ASINs are unchanged since the last run" in again.stderr
+    # The ASIN titled by itself in the older export (no library row for it there) takes its title later.
+    assert run_exports(tmp_path, database_url, "--kindle-export",
+                       write_kindle_export(tmp_path / "untitled", SHEET_INTERVALS)).returncode == 0
+    assert query(database_url, "SELECT title FROM books ORDER BY title") == [("B0C0FFEE0123456789ABCDEF01234567",),
+                                                                             ("B0TESTKND1",)]
+
+
+def test_missing_exports_exit_66_and_a_dry_run_writes_nothing(tmp_path, database_url):
+    missing = run_exports(tmp_path, database_url, "--kindle-export", tmp_path / "nope.zip")
+    assert missing.returncode == 66
+    assert "nope.zip: no such file or folder (check --kindle-export or KINDLE_EXPORT)" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    dry = run_exports(tmp_path, database_url, "--dry-run", "--kindle-export",
+                      write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES))
+    assert dry.returncode == 0, dry.stderr
+    assert query(database_url, "SELECT to_regclass('bookhelper.kindle_intervals')") == [(None,)]
+
+
+def test_a_kindle_book_in_calibre_is_the_koreader_book_and_its_audiobook_a_tandem_read(tmp_path, database_url):
+    day = 86400
+    start = utc("2026-01-01T18:00:00Z")
+    koreader_book = Book(1, "The Lantern Keeper", "Calla Whitcombe", 300, "0" * 31 + "1", None, "en", start)
+    page_rows = [(1, page, start + (page - 1) * 3 * day + 3600, 600, 300) for page in range(1, 11)]
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [koreader_book], page_rows)
+    library = write_calibre_library(tmp_path / "library", [CalibreBook(
+        1, "The Lantern Keeper", ["Calla Whitcombe"], identifiers={"amazon": "b0testknd1"},
+        cwa_checksums=[("EPUB", "0" * 31 + "1")])])
+    kindle_export = write_kindle_export(tmp_path / "kindle", [ReadingInterval(
+        start + 5 * day, start + 5 * day + 1200, "B0TESTKND1", millis=1_200_000)], SHEET_TITLES)
+    audible_export = write_audible_export(tmp_path / "audible", {"Account Holder": [
+        listening(f"2026-01-{n:02d}", 3_600_000, (n - 2) * 3_600_000, (n - 1) * 3_600_000,
+                  "The Lantern Keeper: Harbor Lights, Book 1 (Unabridged)", "B0TESTAUD9", book_length_ms=36_000_000)
+        for n in range(2, 12)]}, [AudibleTitle("B0TESTAUD9", "The Lantern Keeper", "Harbor Lights, Book 1",
+                                               ("Calla Whitcombe",), ("Ann Lee", "Bo Park"), 600)])
+
+    result = run_exports(tmp_path, database_url, "--stats-db", stats, "--calibre-library", library.metadata_db.parent,
+                         "--kindle-export", kindle_export, "--audible-export", audible_export)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT count(*), min(audio_seconds) FROM books") == [(1, 36000)]
+    assert query(database_url, """
+        SELECT data_source, media_type, count(*), count(DISTINCT read_instance_id), min(read_number),
+               bool_and(is_parallel_read), sum(duration_seconds)
+        FROM reading_sessions GROUP BY 1, 2 ORDER BY 1""") == [
+        ("audible", "audiobook", 10, 1, 1, True, 36000), ("kindle", "ebook", 1, 1, 1, False, 1200),
+        ("koreader", "ebook", 10, 1, 1, True, 6000)]
+    assert query(database_url, """
+        SELECT count(DISTINCT s.read_instance_id) FROM reading_sessions s
+        WHERE s.data_source IN ('audible', 'koreader')""") == [(1,)]
+    assert query(database_url, "SELECT session_count, distinct_media_types FROM tandem_reading_sessions") == [(20, 2)]
+    assert query(database_url, "SELECT matched_by, narrators FROM bookhelper.audible_books") == [
+        ("title_author", ["Ann Lee", "Bo Park"])]
+
+    # With a longer rule, the ten days of overlap are not enough: the audiobook read is its own again.
+    again = run_exports(tmp_path, database_url, "--stats-db", stats, "--calibre-library", library.metadata_db.parent,
+                        "--kindle-export", kindle_export, "--audible-export", audible_export,
+                        ETL_TANDEM_MIN_OVERLAP_DAYS="30")
+    assert again.returncode == 0, again.stderr
+    assert query(database_url, "SELECT count(*) FROM reading_sessions WHERE is_parallel_read") == [(0,)]
+    assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(3,)]
