@@ -2,6 +2,7 @@
 
     python3 -m benchmarks.bench                 # about 1.3M page rows, 900 books, 20 years; and 200k rows
     python3 -m benchmarks.bench --scale 0.05    # a quick look
+    python3 -m benchmarks.bench --exports       # only Amazon's exports (100k Kindle intervals, 50k Audible events)
 
 For each file it measures, in one run so the ratios hold on a noisy machine: a first full load,
 a nightly run after one more day of reading, and a nightly run with no change, both against the
@@ -9,14 +10,20 @@ server directly and through a loopback proxy that adds 25 ms each way (50 ms rou
 counts round trips; and two reference loaders of the same data: a naive per-row
 INSERT ... ON CONFLICT loop of the sessions (through the proxy it is timed on a sample and
 extrapolated), and a plain COPY of the page rows and the sessions (the floor). Peak RSS is the
-ETL process's own (wait4). Everything it writes stays in a temporary directory (the embedded
-server too, unless --database-url names one, where it creates and drops its own databases).
+ETL process's own (wait4). With --exports, instead: Amazon's exports, each alone in a run without
+a statistics file (zips from samples.kindle and samples.audible): a first load into an empty
+warehouse, the same export again (one query: "unchanged since the last run") and a newer export
+with a week more at its end, on both routes, with the sessions (Kindle) or day rows (Audible) each
+run logged as written. Everything it writes stays in a temporary directory (the embedded server
+too, unless --database-url names one, where it creates and drops its own databases).
 """
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,8 +65,8 @@ class Server:
     def __init__(self, url: str):
         self.url = url
 
-    def create(self) -> str:
-        name = f"bench_{uuid.uuid4().hex[:10]}"
+    def create(self, prefix: str = "bench") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         self._admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return psycopg2.extensions.make_dsn(self.url, dbname=name)
 
@@ -108,17 +115,22 @@ def run_etl(stats: Path, url: str, env_file: Path) -> dict:
     """One ETL run as a child process: wall time and its own peak RSS."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETL_", "NEON_", "DATABASE_URL"))}
     env["ETL_TIMEZONE"] = "UTC"
+    outcome, _log = launch(["--stats-db", str(stats), "--database-url", url, "--env-file", str(env_file), "-q"], env)
+    return outcome
+
+
+def launch(arguments: list, env: dict) -> tuple:
+    """The ETL with ``arguments`` as a child process: ({seconds, rss_mb}, its log on stderr)."""
     started = time.monotonic()
     launched = subprocess.run(
-        [sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / "extract_koreader_stats.py"),
-         "--stats-db", str(stats), "--database-url", url, "--env-file", str(env_file), "-q"],
+        [sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / "extract_koreader_stats.py"), *arguments],
         env=env, capture_output=True, text=True,
     )
     wall = time.monotonic() - started
     code, max_rss_kib = (int(word) for word in launched.stdout.split())
     if code != 0:
         raise SystemExit(f"the ETL failed ({code}): {launched.stderr.strip()}")
-    return {"seconds": wall, "rss_mb": max_rss_kib / 1024}
+    return {"seconds": wall, "rss_mb": max_rss_kib / 1024}, launched.stderr
 
 
 def file_sessions(stats: Path):
@@ -353,6 +365,126 @@ def check_report_targets(results) -> list:
     ]
 
 
+# --- Amazon's exports (bookhelper.kindle, bookhelper.audible), each loaded alone ------------------
+
+# (name, option, unit of the file's rows, rows at scale 1, years, log pattern of the rows written)
+EXPORTS = (
+    ("Kindle", "--kindle-export", "intervals", 100_000, 10,
+     re.compile(r"Kindle: .*; sessions (\d+) inserted, (\d+) updated, (\d+) removed")),
+    ("Audible", "--audible-export", "events", 50_000, 5,
+     re.compile(r"Audible: .*; day rows (\d+) inserted, (\d+) updated, (\d+) removed")),
+)
+EXPORT_SCENARIOS = ("first load", "again, unchanged", "newer, a week more")
+NEWER_ROWS = 40  # intervals or events the newer export adds, a week after the last ones
+
+
+def make_exports(directory: Path, scale: float) -> list:
+    """(name, option, rows, export zip, newer export zip): the history, and it with a week more at its end."""
+    from samples.audible import generate_audible_history, write_audible_export
+    from samples.kindle import generate_kindle_history, write_kindle_export
+
+    week = datetime.timedelta(days=7)
+    made = []
+    for name, option, _unit, full, years, _pattern in EXPORTS:
+        count = max(50, round(full * scale))
+        base, newer = directory / f"{name.lower()}.zip", directory / f"{name.lower()}-newer.zip"
+        if name == "Kindle":
+            intervals, titles, documents = generate_kindle_history(1, count, years=years)
+            latest = sorted((i for i in intervals if i.start is not None), key=lambda i: i.start)[-NEWER_ROWS:]
+            more = [dataclasses.replace(i, start=i.start + 7 * 86400, end=i.end + 7 * 86400) for i in latest]
+            write_kindle_export(base, intervals, titles, documents, as_zip=True)
+            write_kindle_export(newer, intervals + more, titles, documents, as_zip=True)
+        else:
+            profiles, library = generate_audible_history(1, count, years=years)
+            events = [e for listened in profiles.values() for e in listened]
+            latest = sorted(events, key=lambda e: e.start_date)[-NEWER_ROWS:]
+
+            def later(day: str) -> str:
+                return (datetime.date.fromisoformat(day) + week).isoformat()
+
+            grown = {profile: list(listened) for profile, listened in profiles.items()}
+            holder = next(iter(grown))
+            grown[holder] += [dataclasses.replace(e, start_date=later(e.start_date), end_date=later(e.end_date))
+                              for e in latest]
+            write_audible_export(base, profiles, library, as_zip=True)
+            write_audible_export(newer, grown, library, as_zip=True)
+        made.append((name, option, count, base, newer))
+    return made
+
+
+def run_export(option: str, export: Path, url: str, env_file: Path, home: Path, pattern) -> dict:
+    """One ETL run with only ``export`` (no statistics file): seconds, peak RSS and the rows it wrote, or
+    ``unchanged`` when it logged that it sent nothing."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ETL_", "NEON_", "DATABASE_URL", "KOREADER_", "KINDLE_", "AUDIBLE_", "CALIBRE_"))}
+    env.update(ETL_TIMEZONE="UTC", HOME=str(home))  # no ~/Sync/KOReader/statistics.sqlite3 there
+    outcome, log = launch([option, str(export), "--database-url", url, "--env-file", str(env_file)], env)
+    written = pattern.search(log)
+    outcome["unchanged"] = "unchanged since the last run" in log
+    outcome["written"] = tuple(int(n) for n in written.groups()) if written else (0, 0, 0)
+    return outcome
+
+
+def measure_exports(made, server, proxy, env_file, home, repeat) -> dict:
+    """{(name, route, scenario): outcome} for each export: a first load into an empty warehouse (the fastest
+    of ``repeat``, each on a fresh database), the same export again, then the newer one."""
+    results = {}
+    patterns = {name: pattern for name, *_rest, pattern in EXPORTS}
+    for name, option, _count, base, newer in made:
+        for route in ("local", "proxy"):
+            first_loads = []
+            for attempt in range(repeat):
+                url = server.create("bench_exports")
+                target = url if route == "local" else via_proxy(url, proxy)
+                try:
+                    proxy.reset()
+                    first_loads.append(run_export(option, base, target, env_file, home, patterns[name]))
+                    first_loads[-1]["round_trips"] = proxy.reset() if route == "proxy" else None
+                    if attempt == repeat - 1:
+                        for scenario, export in zip(EXPORT_SCENARIOS[1:], (base, newer)):
+                            outcome = run_export(option, export, target, env_file, home, patterns[name])
+                            outcome["round_trips"] = proxy.reset() if route == "proxy" else None
+                            results[(name, route, scenario)] = outcome
+                finally:
+                    server.drop(url)
+            results[(name, route, "first load")] = fastest(first_loads)
+    return results
+
+
+def print_exports(made, results) -> None:
+    units = {name: unit for name, _option, unit, *_rest in EXPORTS}
+    for name, _option, count, base, _newer in made:
+        rows = "sessions" if name == "Kindle" else "day rows"
+        print(f"\n{name} export: {count:,} {units[name]} (zip, {base.stat().st_size / 1e6:.1f} MB), "
+              f"{rows} written as inserted/updated/removed")
+        header = f"{'scenario':<22}{'route':<9}{'seconds':>9}{'RSS MB':>8}{'trips':>8}{'inserted':>10}" \
+                 f"{'updated':>9}{'removed':>9}"
+        print(header)
+        print("-" * len(header))
+        for route in ("local", "proxy"):
+            for scenario in EXPORT_SCENARIOS:
+                r = results[(name, route, scenario)]
+                trips = "" if r["round_trips"] is None else f"{r['round_trips']:,}"
+                inserted, updated, removed = r["written"]
+                label = scenario + (" (logged unchanged)" if r["unchanged"] and scenario != "again, unchanged" else "")
+                print(f"{label:<22}{route:<9}{r['seconds']:>9.2f}{r['rss_mb']:>8.0f}{trips:>8}{inserted:>10,}"
+                      f"{updated:>9,}{removed:>9,}")
+
+
+def check_export_targets(made, results) -> list:
+    """(target, measured, met) for the exports: an unchanged export sends nothing (one query, the log line)."""
+    checks = []
+    for name, *_rest in made:
+        again = [results[(name, route, "again, unchanged")] for route in ("local", "proxy")]
+        newer = results[(name, "local", "newer, a week more")]
+        checks.append((f"{name}, again: logged unchanged, nothing written",
+                       f"{results[(name, 'proxy', 'again, unchanged')]['round_trips']} trips",
+                       all(r["unchanged"] and not any(r["written"]) for r in again)))
+        checks.append((f"{name}, newer: loaded, not logged unchanged", "+{}/~{}/-{}".format(*newer["written"]),
+                       not newer["unchanged"] and any(newer["written"])))
+    return checks
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark bookhelper-etl; prints a table.")
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of the heavy history (default 1)")
@@ -362,6 +494,9 @@ def main(argv=None) -> int:
                         help="runs of the full load and the COPY floor; the fastest counts (default 2)")
     parser.add_argument("--naive-sample", type=int, default=300,
                         help="sessions the per-row loader inserts through the proxy before extrapolating")
+    parser.add_argument("--exports", action="store_true",
+                        help="instead: Amazon's exports: a 10-year Kindle export of 100,000 intervals and a 5-year "
+                             "Audible one of 50,000 events (times --scale), loaded first, again and newer")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bookhelper-bench-") as directory:
         directory = Path(directory)
@@ -387,16 +522,27 @@ def main(argv=None) -> int:
         print("generating files...", flush=True)
         results = {}
         try:
-            for name, base, grown in make_files(directory, args.scale):
-                results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample, args.repeat)
-                print_results(name, results[name])
-                print_report(results[name])
+            if args.exports:
+                made = make_exports(directory, args.scale)
+                results = measure_exports(made, server, proxy, env_file, directory, args.repeat)
+                print_exports(made, results)
+            else:
+                for name, base, grown in make_files(directory, args.scale):
+                    results[name] = measure(name, base, grown, server, proxy, env_file, args.naive_sample,
+                                            args.repeat)
+                    print_results(name, results[name])
+                    print_report(results[name])
         finally:
             proxy.stop()
             if embedded:
                 embedded.cleanup()
-        print("\nTargets (heavy file):")
-        for target, measured, met in check_targets(results["heavy"]) + check_report_targets(results["heavy"]):
+        if args.exports:
+            print("\nTargets (exports):")
+            targets = check_export_targets(made, results)
+        else:
+            print("\nTargets (heavy file):")
+            targets = check_targets(results["heavy"]) + check_report_targets(results["heavy"])
+        for target, measured, met in targets:
             print(f"  {'MET   ' if met else 'MISSED'} {target}: {measured}")
     return 0
 

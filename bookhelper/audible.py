@@ -32,8 +32,8 @@ from bookhelper.core import (
     state_digest,
 )
 from bookhelper.exports import Export, entry_folder, open_export, read_header, read_rows, unavailable
-from bookhelper.matching import WarehouseBook, asin_key, audiobook_title, match_audiobooks
-from bookhelper.schema import apply_export_sessions
+from bookhelper.matching import asin_key, audiobook_title, match_title_author, titled_books
+from bookhelper.schema import apply_export_sessions, titled_books_json
 from bookhelper.sessions import Session, exact_seconds, number_reads, reaches_end, read_instance_id
 
 LISTENING_FILES = ("Listening.csv", "Audible.Listening.csv")
@@ -320,10 +320,7 @@ def book_isbns(_export: AudibleExport, _books: Sequence[Book]) -> dict[str, set[
 
 AUDIBLE_STATE_SQL = """
 SELECT (SELECT value FROM schema_meta WHERE key = 'audible_fingerprint'),
-       coalesce((SELECT json_agg(json_build_array(k.book_id, b.title,
-                                 (SELECT a.name FROM book_authors ba JOIN author_names a USING (author_id)
-                                  WHERE ba.book_id = k.book_id ORDER BY ba.position LIMIT 1)) ORDER BY k.book_id)
-                 FROM book_keys k JOIN books b USING (book_id) WHERE k.book_key NOT LIKE 'audible:%%'), '[]')::text,
+       """ + titled_books_json("^audible:") + """,
        coalesce((SELECT json_agg(json_build_array(asin, book_id) ORDER BY asin) FROM export_match_overrides
                  WHERE source = 'audible'), '[]')::text;
 """
@@ -389,11 +386,10 @@ def own_book(asin: str, export: AudibleExport, last_day: datetime.date) -> Book:
 def place_audiobooks(export: AudibleExport, ebook_rows: Sequence, override_rows: Sequence) -> tuple[dict, dict]:
     """ASIN -> (book_id, None) of its ebook, or (None, own book key); and the rule of each."""
     asins = sorted({day.asin for day in export.days})
-    ebooks = [WarehouseBook(book_id, title, (author,) if author else (), None, ()) for book_id, title, author
-              in ebook_rows]
+    ebooks = titled_books(ebook_rows)
     candidates = [(asin, export.titles[asin].title, (export.titles[asin].authors or (None,))[0])
                   for asin in asins if asin in export.titles]
-    matches = {asin: (book_id, "title_author") for asin, book_id in match_audiobooks(candidates, ebooks).items()}
+    matches = {asin: (book_id, "title_author") for asin, book_id in match_title_author(candidates, ebooks).items()}
     known = {row[0] for row in ebook_rows}
     for asin, book_id in override_rows:
         if asin in asins:

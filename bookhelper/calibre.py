@@ -257,6 +257,8 @@ SELECT k.book_id, coalesce(k.title, b.title),
        o.book_id IS NOT NULL, o.calibre_id,
        (SELECT value FROM schema_meta WHERE key = 'calibre_fingerprint')
 FROM book_keys k JOIN books b USING (book_id) LEFT JOIN calibre_match_overrides o USING (book_id)
+-- a book of an export's own is not matched: the exports place their books through Calibre's identifiers
+WHERE k.book_key !~ '^(kindle|audible):'
 ORDER BY k.book_id
 """
 

@@ -33,8 +33,8 @@ from bookhelper.core import (
     state_digest,
 )
 from bookhelper.exports import Export, open_export, read_rows, unavailable
-from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins
-from bookhelper.schema import apply_export_sessions
+from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
+from bookhelper.schema import apply_export_sessions, titled_books_json
 from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
 
 SESSION_FILE = "Kindle.Devices.ReadingSession.csv"
@@ -269,7 +269,8 @@ SELECT (SELECT value FROM schema_meta WHERE key = 'kindle_fingerprint'),
                        SELECT b.book_id, 'books_asin', b.asin, k.book_id IS NOT NULL FROM books b
                        LEFT JOIN book_keys k USING (book_id)
                        WHERE b.asin IS NOT NULL AND (k.book_key IS NULL OR k.book_key NOT LIKE 'kindle:%%')) AS h),
-                '[]')::text;
+                '[]')::text,
+       """ + titled_books_json("^(kindle|audible):") + """;
 """
 
 KINDLE_SQL = """
@@ -281,7 +282,7 @@ FROM jsonb_to_recordset(%(sessions)s::jsonb) AS s(
     book_id integer, book_key text, start_time timestamp, end_time timestamp, duration_seconds integer,
     pages_read integer, device text, read_number integer, read_instance_id uuid)
 LEFT JOIN book_keys k ON k.book_key = s.book_key;
-INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s)
+INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s), ('kindle_timezone', %(timezone)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
 
@@ -326,15 +327,21 @@ def load(cursor, run: RunContext, export: KindleExport) -> KindleCounts:
     """Place each content id on its warehouse book and replace the export's intervals and sessions; one
     round trip when neither the export nor the books holding ASINs changed."""
     cursor.execute(KINDLE_STATE_SQL)
-    stored, holder_rows = cursor.fetchone()
-    holder_rows = json.loads(holder_rows)
-    fingerprint = state_digest(export.fingerprint, holder_rows, run.config.gap_seconds)
+    stored, holder_rows, book_rows = cursor.fetchone()
+    holder_rows, book_rows = json.loads(holder_rows), json.loads(book_rows)
+    fingerprint = state_digest(export.fingerprint, holder_rows, book_rows, run.config.gap_seconds, run.timezone)
     if fingerprint == stored:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
     holders, ours = asin_holders(holder_rows)
     content_ids = sorted({i.content_id for i in export.intervals})
     matches = match_asins([c for c in content_ids if asin_key(c)], holders)
+    # a store book no ASIN places: the one warehouse book with its title and first author
+    unplaced = [(c, *export.titles[c][:1], (export.titles[c][1] or (None,))[0]) for c in content_ids
+                if asin_key(c) and c not in matches and c in export.titles]
+    for content_id, book_id in match_title_author(unplaced, titled_books(book_rows)).items():
+        matches[content_id] = (book_id, "title_author")
+        ours[book_id] = True
     placed, own, adopted = {}, [], {}
     last_read = {}
     for interval in export.intervals:
@@ -353,7 +360,7 @@ def load(cursor, run: RunContext, export: KindleExport) -> KindleCounts:
         run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
     payload = session_payload(export, placed, run.config.gap_seconds)
     cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
-                   {"sessions": json.dumps(payload), "fingerprint": fingerprint})
+                   {"sessions": json.dumps(payload), "fingerprint": fingerprint, "timezone": run.timezone})
     counts = dict(cursor.fetchall())
     # the intervals as the export says them (KINDLE_SQL emptied the table)
     cursor.copy_expert("COPY kindle_intervals (content_id, start_time, serial, end_time, millis, page_flips, kind,"

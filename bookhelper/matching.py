@@ -4,7 +4,7 @@ order, that decide which warehouse book a source's book is. No I/O."""
 import operator
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -269,16 +269,23 @@ def audiobook_title(name: str) -> str:
     return AUDIOBOOK_SUFFIX.sub("", name).strip()
 
 
-def match_audiobooks(audiobooks: Iterable[tuple[str, str, Optional[str]]],
-                     ebooks: Iterable[WarehouseBook]) -> dict[str, int]:
-    """audiobook key -> book_id of its ebook: the one warehouse book whose first author is the audiobook's and
-    whose title agrees with it (an Audible ASIN never equals an ebook's). No candidate or several: none."""
+def titled_books(rows: Iterable[Sequence]) -> list[WarehouseBook]:
+    """(book_id, title, first author) rows (schema.titled_books_json) as the matcher's books."""
+    return [WarehouseBook(book_id, title, (author,) if author else (), None, ()) for book_id, title, author in rows]
+
+
+def match_title_author(titles: Iterable[tuple[str, str, Optional[str]]],
+                       books: Iterable[WarehouseBook]) -> dict[str, int]:
+    """key -> book_id for (key, title, first author) of an export's book: the one warehouse book whose first
+    author is the same and whose title agrees (an audiobook's without Audible's `` (Unabridged)``): how an
+    audiobook finds its ebook (an Audible ASIN never equals an ebook's), and a Kindle book no ASIN places.
+    No candidate or several: none."""
     by_author: dict[str, list[WarehouseBook]] = {}
-    for book in ebooks:
+    for book in books:
         if book.authors and book.title:
             by_author.setdefault(normalise_author(book.authors[0]), []).append(book)
     matches = {}
-    for key, title, first_author in audiobooks:
+    for key, title, first_author in titles:
         author = normalise_author(first_author) if first_author else ""
         found = {book.book_id for book in by_author.get(author, ()) if author and title
                  and titles_agree(audiobook_title(title), book.title)}

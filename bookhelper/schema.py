@@ -89,6 +89,15 @@ UNION ALL SELECT 'clashing', count(*) FROM incoming_sessions f
 """ + FORGET_EXPORT_BOOKS_SQL + "SELECT name, n FROM export_counts;"
 
 
+def titled_books_json(excluded: str) -> str:
+    """The job's books as a JSON array of [book_id, title, first author] (the candidates of the title and
+    author rule), less those whose book_key matches the regular expression ``excluded``."""
+    return f"""coalesce((SELECT json_agg(json_build_array(k.book_id, b.title,
+                     (SELECT a.name FROM book_authors ba JOIN author_names a USING (author_id)
+                      WHERE ba.book_id = k.book_id ORDER BY ba.position LIMIT 1)) ORDER BY k.book_id)
+                 FROM book_keys k JOIN books b USING (book_id) WHERE k.book_key !~ '{excluded}'), '[]')::text"""
+
+
 # A book an export brought (book_key kindle:... or audible:...) that no session holds any more: a row the
 # job created goes, a reader's row it took only loses the job's identity on it; authors only it named go too.
 FORGET_EXPORT_BOOKS_SQL = """
@@ -726,19 +735,29 @@ GROUP BY b.book_id, k.book_id;
 -- status, reconciled: a status set during a read that reached the end is that read's finish, not a
 -- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
 CREATE OR REPLACE VIEW bookhelper.finished_books AS
-WITH reads AS (
-    SELECT book_id, read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
-           max(end_time) AT TIME ZONE 'UTC' AS ended_at,
-           bool_or(""" + REACHES_END_SQL + """) AS reached_end,
-           lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY read_number) AS next_read_at
-    FROM public.reading_sessions WHERE data_source = 'koreader'
-    GROUP BY book_id, read_number
+WITH read_rows AS (
+    SELECT book_id, read_instance_id, read_number, start_time, end_time, """ + REACHES_END_SQL + """ AS reached_end,
+           media_type
+    FROM public.reading_sessions WHERE data_source IN ('koreader', 'kindle')
+    UNION ALL
+    -- an audiobook day reaches the end by its positions
+    SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time, a.reaches_end, s.media_type
+    FROM bookhelper.audible_days a JOIN public.reading_sessions s
+      ON s.data_source = 'audible' AND (s.book_id, s.start_time, s.device) = (a.book_id, a.start_time, a.device)
+), reads AS (
+    SELECT book_id, min(read_number) AS read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
+           max(end_time) AT TIME ZONE 'UTC' AS ended_at, bool_or(reached_end) AS reached_end,
+           string_agg(DISTINCT media_type, ', ' ORDER BY media_type) FILTER (WHERE reached_end) AS formats,
+           lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY min(start_time))
+               AS next_read_at
+    FROM read_rows
+    GROUP BY book_id, read_instance_id
 ), marked AS (
     SELECT DISTINCT ON (book_id) book_id, status_modified
     FROM bookhelper.book_sidecars WHERE status = 'complete'
     ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
 ), finishes AS (
-    SELECT r.book_id, r.read_number, r.ended_at AS finished_at,
+    SELECT r.book_id, r.read_number, r.ended_at AS finished_at, r.formats,
            m.status_modified AS marked_complete_on,
            CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
     FROM reads r
@@ -748,10 +767,10 @@ WITH reads AS (
     WHERE r.reached_end
 )
 SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
-       AS finished_on, f.evidence
+       AS finished_on, f.evidence, f.formats
 FROM finishes f JOIN public.books b USING (book_id)
 UNION ALL
-SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status'
+SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status', NULL
 FROM marked m JOIN public.books b USING (book_id)
 WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
 
@@ -764,13 +783,26 @@ SELECT p.book_id, p.page, p.start_epoch, p.duration, p.total_pages, p.device_id,
        d.timezone
 FROM bookhelper.page_views p JOIN bookhelper.devices d USING (device_id);
 
+-- Reading per local day, from every source of the job: KOReader's page views in their device's zone, Kindle's
+-- sessions in the zone of the run that loaded them, Audible's listening days as the export dates them.
 CREATE OR REPLACE VIEW bookhelper.reading_days AS
-SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day,
-       sum(p.duration) AS reading_seconds,
-       round(sum(p.duration) / 60.0, 1) AS reading_minutes,
-       count(DISTINCT p.book_id) AS books,
-       count(*) AS page_views
-FROM bookhelper.page_view_times p
+WITH parts AS (
+    SELECT (to_timestamp(p.utc_epoch) AT TIME ZONE p.timezone)::date AS day, p.duration AS seconds, p.book_id,
+           1 AS page_views, 'ebook' AS media_type
+    FROM bookhelper.page_view_times p
+    UNION ALL
+    SELECT ((s.start_time AT TIME ZONE 'UTC') AT TIME ZONE z.value)::date, s.duration_seconds, s.book_id, 0,
+           'ebook'
+    FROM public.reading_sessions s JOIN bookhelper.schema_meta z ON z.key = 'kindle_timezone'
+    WHERE s.data_source = 'kindle'
+    UNION ALL
+    SELECT a.day, a.duration_seconds, a.book_id, 0, 'audiobook' FROM bookhelper.audible_days a
+)
+SELECT day, sum(seconds) AS reading_seconds, round(sum(seconds) / 60.0, 1) AS reading_minutes,
+       count(DISTINCT book_id) AS books, sum(page_views) AS page_views,
+       coalesce(sum(seconds) FILTER (WHERE media_type = 'ebook'), 0) AS ebook_seconds,
+       coalesce(sum(seconds) FILTER (WHERE media_type = 'audiobook'), 0) AS audiobook_seconds
+FROM parts
 GROUP BY 1;
 
 CREATE OR REPLACE VIEW bookhelper.reading_streaks AS

@@ -1,8 +1,10 @@
 """The warehouse is a function of all its inputs: random histories of runs over a growing statistics file,
-a sidecar folder and a Calibre library that are edited between runs, each optional input configured on some
-nights and not on others, and settings changed in between, equal one fresh load of the last inputs each
-source was read from, with the final settings: every table and view a user queries, row for row."""
+a sidecar folder and a Calibre library that are edited between runs, Kindle and Audible exports replaced by
+newer ones, each optional input configured on some nights and not on others, and settings changed in between,
+equal one fresh load of the last inputs each source was read from, with the final settings: every table and
+view a user queries, row for row."""
 
+import datetime
 import os
 import tempfile
 from pathlib import Path
@@ -14,7 +16,9 @@ from hypothesis import strategies as st
 from warehouse import reading_state
 
 import extract_koreader_stats as etl_module
+from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
 from samples.calibre import CalibreBook, write_calibre_library
+from samples.kindle import KindleTitle, ReadingInterval, write_kindle_export
 from samples.sidecars import dump_lua
 from samples.statistics import Book, write_statistics_file
 
@@ -58,6 +62,15 @@ INPUT_QUERIES = {
     "publisher_reading": "SELECT name, books, sessions, reading_seconds FROM publisher_reading ORDER BY 1",
     "author_reading": "SELECT name, books, sessions, reading_seconds FROM author_reading ORDER BY 1",
     "reading_streaks": "SELECT first_day, last_day, days, reading_seconds FROM reading_streaks ORDER BY 1",
+    "audiobooks": """
+        SELECT k.book_key, b.audio_seconds, a.asins, a.title, a.matched_by
+        FROM books b JOIN book_keys k USING (book_id) LEFT JOIN audible_books a USING (book_id) ORDER BY 1""",
+    "audible_days": """
+        SELECT k.book_key, d.profile, d.day, d.asins, d.listening_ms, d.duration_seconds, d.reaches_end, d.read_number
+        FROM audible_days d JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+    "kindle_intervals": "SELECT * FROM kindle_intervals ORDER BY 1, 2, 3",
+    "tandem": """SELECT book_id IS NOT NULL, session_count, distinct_media_types, media_types_combined,
+                        total_duration_all_formats FROM tandem_reading_sessions ORDER BY 2, 5""",
 }
 
 
@@ -75,7 +88,17 @@ sidecar_versions = st.fixed_dictionaries({
     "copy": st.booleans(),  # a second copy of the sidecar, in docsettings/, older or newer
     "copy_newer": st.booleans(),
 })
+# Kindle: Stoner by an ASIN that some library versions name (amazon identifier), a book only Kindle knows.
+# Audible: Dune's audiobook (its ebook by title and author) and one no ebook has. Intervals and listening days
+# near the statistics' page rows, so that reads overlap and tandems come and go with the setting.
+KINDLE_ASINS = ("B0STONER01", "B0KINDLE02")
+kindle_rows = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS), st.integers(0, 40_000), st.integers(1, 900_000)),
+                       min_size=1, max_size=8)
+AUDIBLE_BOOKS = (("B0AUDDUNE1", "Dune (Unabridged)", "Frank Herbert"), ("B0AUDLONE1", "Lone Voice", "Ann Lee"))
+audible_rows = st.lists(st.tuples(st.integers(0, 1), st.integers(-10, 20), st.integers(1, 4_000_000),
+                                  st.integers(0, 100)), min_size=1, max_size=8)
 library_versions = st.fixed_dictionaries({
+    "stoner_asin": st.booleans(),
     "tags": st.lists(st.sets(st.sampled_from(TAGS), max_size=2), min_size=4, max_size=4),
     "publishers": st.lists(st.sampled_from(PUBLISHERS), min_size=4, max_size=4),
     "isbns": st.lists(st.sampled_from(["9780306406157", "0306406152", "9781590171998", None]), min_size=4,
@@ -84,6 +107,8 @@ library_versions = st.fixed_dictionaries({
 nights = st.fixed_dictionaries({
     "stats": st.integers(0, 2), "sidecars": st.one_of(st.none(), st.integers(0, 2)),
     "calibre": st.one_of(st.none(), st.integers(0, 2)),
+    "kindle": st.one_of(st.none(), st.integers(0, 2)), "audible": st.one_of(st.none(), st.integers(0, 2)),
+    "ETL_TANDEM_MIN_OVERLAP_DAYS": st.sampled_from(["0", "7"]),
     "ETL_TIMEZONE": st.sampled_from(["UTC", "Europe/Berlin", "America/New_York"]),
     "ETL_GAP_MINUTES": st.sampled_from(["30", "5"]),
 })
@@ -115,9 +140,30 @@ def write_library(folder: Path, version: dict) -> Path:
     titles = [(b.title, b.authors) for b in BOOKS] + [("Unread", "Nobody")]
     books = [CalibreBook(n, title, [author], publisher=version["publishers"][n - 1],
                          tags=sorted(version["tags"][n - 1]),
-                         identifiers={"isbn": version["isbns"][n - 1]} if version["isbns"][n - 1] else {})
+                         identifiers={**({"isbn": version["isbns"][n - 1]} if version["isbns"][n - 1] else {}),
+                                      **({"amazon": KINDLE_ASINS[0]} if n == 1 and version["stoner_asin"] else {})})
              for n, (title, author) in enumerate(titles, 1)]
     return write_calibre_library(folder, books, cwa=False).metadata_db.parent
+
+
+def write_kindle(path: Path, rows: list) -> Path:
+    """A Kindle export of these intervals (ASIN, start offset, millis), titled for both ASINs."""
+    intervals = [ReadingInterval(T0 + start, T0 + start + millis // 1000, asin, millis=millis)
+                 for asin, start, millis in rows]
+    titles = [KindleTitle(KINDLE_ASINS[0], "Stoner", ("Williams, John",)), KindleTitle(KINDLE_ASINS[1], "Kindle Only")]
+    return write_kindle_export(path, intervals, titles, as_zip=True)
+
+
+def write_audible(path: Path, rows: list) -> Path:
+    """An Audible export of these events (which book, day offset, millis, end position in percent)."""
+    day0 = datetime.date(2023, 11, 14)
+    events = [ListeningEvent(str(day0 + datetime.timedelta(days=day)), str(day0 + datetime.timedelta(days=day)),
+                             millis, 0, 36_000 * percent, AUDIBLE_BOOKS[book][1], AUDIBLE_BOOKS[book][0],
+                             book_length_ms=3_600_000)
+              for book, day, millis, percent in rows]
+    library = [AudibleTitle(asin, name.replace(" (Unabridged)", ""), authors=(author,), length_minutes=60)
+               for asin, name, author in AUDIBLE_BOOKS]
+    return write_audible_export(path, {"Account Holder": events}, library)
 
 
 def run(url, env_file, night, paths):
@@ -127,7 +173,11 @@ def run(url, env_file, night, paths):
         args += ["--sidecar-dir", str(paths["sidecars"][night["sidecars"]])]
     if night["calibre"] is not None:
         args += ["--calibre-library", str(paths["calibre"][night["calibre"]])]
-    with environment(ETL_TIMEZONE=night["ETL_TIMEZONE"], ETL_GAP_MINUTES=night["ETL_GAP_MINUTES"]):
+    for source in ("kindle", "audible"):
+        if night[source] is not None:
+            args += [f"--{source}-export", str(paths[source][night[source]])]
+    with environment(ETL_TIMEZONE=night["ETL_TIMEZONE"], ETL_GAP_MINUTES=night["ETL_GAP_MINUTES"],
+                     ETL_TANDEM_MIN_OVERLAP_DAYS=night["ETL_TANDEM_MIN_OVERLAP_DAYS"]):
         assert etl_module.main(args) == 0
 
 
@@ -136,10 +186,12 @@ def run(url, env_file, night, paths):
 @given(rows=page_rows, cuts=st.lists(st.integers(0, 40_000), min_size=2, max_size=2),
        sidecars=st.lists(sidecar_versions, min_size=3, max_size=3),
        libraries=st.lists(library_versions, min_size=3, max_size=3),
+       kindle=kindle_rows, audible=audible_rows, export_cuts=st.lists(st.integers(0, 8), min_size=2, max_size=2),
        history=st.lists(nights, min_size=1, max_size=5),
-       final_sources=st.tuples(st.integers(0, 2), st.integers(0, 2)))
+       final_sources=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)))
 def test_property_any_history_over_all_inputs_equals_one_fresh_load(new_database, empty_env_file, rows, cuts,
-                                                                    sidecars, libraries, history, final_sources):
+                                                                    sidecars, libraries, kindle, audible, export_cuts,
+                                                                    history, final_sources):
     step_by_step, once = new_database(), new_database()
     empty_warehouse(step_by_step)
     empty_warehouse(once)
@@ -150,7 +202,12 @@ def test_property_any_history_over_all_inputs_equals_one_fresh_load(new_database
         versions = [[r for r in final_rows if r[2] < T0 + cut] for cut in sorted(cuts)] + [final_rows]
         paths = {"stats": [write_statistics_file(root / f"s{n}.sqlite3", BOOKS, version)
                            for n, version in enumerate(versions)],
-                 "sidecars": [], "calibre": []}
+                 "sidecars": [], "calibre": [],
+                 # each export a superset of the one before, as Amazon's full-history snapshots are
+                 "kindle": [write_kindle(root / f"kindle{n}.zip", kindle[:cut])
+                            for n, cut in enumerate(sorted(export_cuts) + [len(kindle)])],
+                 "audible": [write_audible(root / f"audible{n}", audible[:cut])
+                             for n, cut in enumerate(sorted(export_cuts) + [len(audible)])]}
         for n, (sidecar, library) in enumerate(zip(sidecars, libraries)):
             write_sidecars(root / f"device{n}", sidecar, T0 + 1000 * n)
             paths["sidecars"].append(root / f"device{n}")
@@ -159,11 +216,13 @@ def test_property_any_history_over_all_inputs_equals_one_fresh_load(new_database
         # Syncthing brings them (the Calibre library is edited back and forth). On the last night every input is
         # there: an input missing on the last night is left as it was, which no fresh load can know.
         history = sorted(history, key=lambda night: night["stats"])
-        history[-1] = {**history[-1], "sidecars": final_sources[0], "calibre": final_sources[1]}
-        newest = 0
-        for night in history:
-            if night["sidecars"] is not None:
-                newest = night["sidecars"] = max(newest, night["sidecars"])
+        history[-1] = {**history[-1], "sidecars": final_sources[0], "calibre": final_sources[1],
+                       "kindle": final_sources[2], "audible": final_sources[3]}
+        for source in ("sidecars", "kindle", "audible"):
+            newest = 0
+            for night in history:
+                if night[source] is not None:
+                    newest = night[source] = max(newest, night[source])
         for night in history:
             run(step_by_step, empty_env_file, night, paths)
         run(once, empty_env_file, history[-1], paths)

@@ -53,9 +53,11 @@ READING_QUERIES = {
         FROM page_views p JOIN book_keys b USING (book_id) ORDER BY 1, 2, 3""",
     "reading_sessions": """
         SELECT b.book_key, s.start_time, s.end_time, s.duration_seconds, s.duration_minutes, s.pages_read,
-               s.start_page, s.end_page, s.total_pages, s.media_type, s.data_source, s.read_instance_id, s.read_number
-        FROM reading_sessions s JOIN book_keys b USING (book_id) ORDER BY 1, 2""",
-    "reading_days": "SELECT day, reading_seconds, books, page_views FROM reading_days ORDER BY day",
+               s.start_page, s.end_page, s.total_pages, s.media_type, s.data_source, s.read_instance_id, s.read_number,
+               s.is_parallel_read, s.time_precision
+        FROM reading_sessions s JOIN book_keys b USING (book_id) ORDER BY 1, 2, s.data_source""",
+    "reading_days": """SELECT day, reading_seconds, books, page_views, ebook_seconds, audiobook_seconds
+                       FROM reading_days ORDER BY day""",
     # The reader's own views, as their definitions compute them.
     "book_stats": """
         SELECT k.book_key, s.title, s.author, s.total_read_time_minutes, s.total_pages_read_ebook, s.total_sessions,
