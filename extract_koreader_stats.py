@@ -89,6 +89,7 @@ from bookhelper.matching import (
     match_reader_books,
 )
 from bookhelper.schema import (
+    OUR_SOURCES,
     SCHEMA_VERSION,
     SESSION_SETTINGS_SQL,
     TANDEM_SQL,
@@ -1979,9 +1980,15 @@ SELECT max(finished_at), floor(extract(epoch FROM now() - max(finished_at)))::bi
 """
 STATUS_TOTALS_SQL = """
 SELECT (SELECT count(*) FROM bookhelper.book_keys),
-       (SELECT count(*) FROM public.reading_sessions WHERE data_source = 'koreader'),
+       (SELECT count(*) FROM public.reading_sessions WHERE data_source IN """ + OUR_SOURCES + """),
        (SELECT round(coalesce(sum(duration_seconds), 0) / 3600.0, 1) FROM public.reading_sessions
-        WHERE data_source = 'koreader')
+        WHERE data_source IN """ + OUR_SOURCES + """)
+"""
+# Each source's share of the reading (KOReader, Kindle, Audible).
+STATUS_SOURCES_SQL = """
+SELECT data_source, media_type, count(*), round(coalesce(sum(duration_seconds), 0) / 3600.0, 1),
+       min(start_time)::date, max(start_time)::date
+FROM public.reading_sessions WHERE data_source IN """ + OUR_SOURCES + """ GROUP BY 1, 2 ORDER BY 1, 2
 """
 STATUS_BOOKS_SQL = """
 SELECT title, reading_hours, sessions, reads FROM bookhelper.book_reading ORDER BY reading_seconds DESC, title LIMIT 5
@@ -2061,6 +2068,8 @@ def show_status(conn) -> None:
     cursor.execute(STATUS_TOTALS_SQL)
     books, sessions, hours = cursor.fetchone()
     print(f"\nWarehouse: {books} books, {sessions} reading sessions, {hours} hours of reading")
+    cursor.execute(STATUS_SOURCES_SQL)
+    print_table("Sources", ["source", "format", "sessions", "hours", "first", "last"], cursor.fetchall())
     cursor.execute(STATUS_BOOKS_SQL)
     print_table("Most read books", ["title", "hours", "sessions", "reads"], cursor.fetchall())
     cursor.execute(STATUS_TAGS_SQL)

@@ -248,6 +248,10 @@ def test_a_kindle_export_alone_lands_whole_sessions(tmp_path, database_url):
                                                                                           + 330100,)]
     assert "Kindle: skipped 2 rows (a sample, not the book: 1, reported twice (counted once): 1, start Not " \
            "Available: 1)" in result.stderr
+    status = run_exports(tmp_path, database_url, "--status")
+    assert status.returncode == 0, status.stderr
+    assert ["kindle", "ebook", "4", "0.7", "2026-01-02", "2026-01-06"] in [line.split() for line in
+                                                                          status.stdout.splitlines()]
 
 
 def test_a_newer_export_replaces_the_older_and_an_unchanged_one_costs_one_query(tmp_path, database_url):
