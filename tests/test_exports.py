@@ -326,3 +326,50 @@ def test_a_kindle_book_in_calibre_is_the_koreader_book_and_its_audiobook_a_tande
     assert again.returncode == 0, again.stderr
     assert query(database_url, "SELECT count(*) FROM reading_sessions WHERE is_parallel_read") == [(0,)]
     assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(3,)]
+
+
+def test_a_3_0_0_warehouse_is_upgraded_and_then_loads_the_exports(tmp_path, database_url):
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [Book(1, "Dune", "Frank Herbert", 50, "b" * 32)],
+                                  [(1, 1, utc("2026-01-02T10:00:00Z"), 60, 50)])
+    assert run_exports(tmp_path, database_url, "--stats-db", stats).returncode == 0
+    # what 3.0.0 had: none of the export tables, no time_precision, schema version 3
+    query(database_url, """
+        DROP TABLE bookhelper.kindle_intervals, bookhelper.audible_days, bookhelper.audible_books,
+                   bookhelper.export_match_overrides CASCADE;
+        ALTER TABLE public.reading_sessions DROP COLUMN time_precision;
+        UPDATE bookhelper.schema_meta SET value = '3' WHERE key = 'schema_version'""")
+
+    result = run_exports(tmp_path, database_url, "--stats-db", stats, "--kindle-export",
+                         write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES))
+
+    assert result.returncode == 0, result.stderr
+    assert "upgrading the warehouse schema to version 4" in result.stderr
+    assert query(database_url, """SELECT data_source, time_precision, count(*) FROM reading_sessions
+                                  GROUP BY 1, 2 ORDER BY 1""") == [("kindle", "second", 4), ("koreader", "second", 1)]
+    assert query(database_url, "SELECT sum(reading_seconds), sum(ebook_seconds) FROM reading_days") == [
+        (60 + 4 + 1671 + 601 + 330, 60 + 4 + 1671 + 601 + 330)]
+
+
+def test_listening_days_number_reads_by_position_and_keep_profiles_apart(tmp_path, database_url):
+    def event(day, start, end, duration="1800000"):
+        return listening(day, duration, start, end, book_length_ms=36_000_000)
+    holder = [event("2026-01-01", 0, 20_000_000), event("2026-01-02", 20_000_000, 35_000_000),
+              event("2026-01-05", 0, 1_800_000), event("2026-01-06", "", "", duration="Not Available"),
+              event("2026-01-06", 0, 0, duration="-5")]
+    kid = [event("2026-01-02", 0, 1_800_000)]
+    export = write_audible_export(tmp_path / "a.zip", {"Account Holder": holder, "Kid": kid}, as_zip=True)
+
+    result = run_exports(tmp_path, database_url, "--audible-export", export)
+
+    assert result.returncode == 0, result.stderr
+    assert "empty or negative duration: 2" in result.stderr
+    assert query(database_url, """
+        SELECT s.start_time, s.end_time, s.device, s.duration_seconds, s.read_number, s.time_precision, s.media_type
+        FROM reading_sessions s ORDER BY s.device, s.start_time""") == [
+        (ts("2025-12-31 23:00:00"), ts("2026-01-01 23:00:00"), "Audible", 1800, 1, "day", "audiobook"),
+        (ts("2026-01-01 23:00:00"), ts("2026-01-02 23:00:00"), "Audible", 1800, 1, "day", "audiobook"),
+        (ts("2026-01-04 23:00:00"), ts("2026-01-05 23:00:00"), "Audible", 1800, 2, "day", "audiobook"),
+        (ts("2026-01-01 23:00:00"), ts("2026-01-02 23:00:00"), "Audible (Kid)", 1800, 1, "day", "audiobook")]
+    assert query(database_url, "SELECT title, audio_seconds, source FROM books") == [("Quiet Hours", None, "audible")]
+    # The first read reached the end: a finished audiobook (the second, started again, has not yet).
+    assert query(database_url, "SELECT count(*) FROM finished_books WHERE formats = 'audiobook'") == [(1,)]
