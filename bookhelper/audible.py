@@ -31,7 +31,17 @@ from bookhelper.core import (
     repeatable,
     state_digest,
 )
-from bookhelper.exports import Export, entry_folder, open_export, read_header, read_rows, unavailable
+from bookhelper.exports import (
+    Export,
+    LazyExport,
+    entry_folder,
+    open_export,
+    read_header,
+    read_rows,
+    report_problems,
+    require_columns,
+    unavailable,
+)
 from bookhelper.matching import asin_key, audiobook_title, match_title_author, titled_books
 from bookhelper.schema import apply_export_sessions, titled_books_json
 from bookhelper.sessions import Session, exact_seconds, number_reads, reaches_end, read_instance_id
@@ -201,14 +211,21 @@ def extract_library(export: Export, problems: Counter) -> dict:
     return titles
 
 
-def extract_audible_export(path: Path, today: datetime.date) -> AudibleExport:
-    """Read an export in place. SourceMissing (66) without the path, SourceUnusable (65) without a listening
-    file or its columns."""
+def audible_files(path: Path) -> tuple[Export, list[str], list[str]]:
+    """The export, its listening files and every file it reads. SourceMissing (66) without the path,
+    SourceUnusable (65) without a listening file."""
     export = open_export(path, "--audible-export or AUDIBLE_EXPORT")
     entries = [entry for name in LISTENING_FILES for entry in export.find(name)]
     if not entries:
         raise SourceUnusable(f"{path}: holds no Audible.Listening/<profile>/Listening.csv (nor the older "
                              "Audible.Listening.csv); is it the Audible part of Amazon's export?")
+    return export, entries, entries + export.find(LIBRARY_FILE)
+
+
+def extract_audible_export(path: Path, today: datetime.date) -> AudibleExport:
+    """Read an export in place. SourceMissing (66) without the path, SourceUnusable (65) without a listening
+    file or its columns."""
+    export, entries, read = audible_files(path)
     problems: Counter = Counter()
     pairs = []
     layouts = set()
@@ -228,8 +245,7 @@ def extract_audible_export(path: Path, today: datetime.date) -> AudibleExport:
               for asin, name in names.items()}
     if export.unsafe:
         problems["zip entries with unsafe names (ignored)"] += export.unsafe
-    fingerprint = export.digest(entries + export.find(LIBRARY_FILE))
-    return AudibleExport(days, titles, fingerprint, tuple(sorted(problems.items())))
+    return AudibleExport(days, titles, export.digest(read), tuple(sorted(problems.items())))
 
 
 def profile_device(profile: str) -> str:
@@ -301,19 +317,27 @@ def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     return Path(path).expanduser() if path else None
 
 
-def extract(path: Path, _workdir: Path) -> AudibleExport:
-    """The export, read in place (nothing copied, nothing extracted)."""
-    export = extract_audible_export(path, datetime.date.today() + datetime.timedelta(days=1))
+def extract(path: Path, _workdir: Path) -> LazyExport:
+    """The export, checked and digested in place (nothing copied, nothing extracted); parsed when loaded."""
+    export, entries, read = audible_files(path)
+    for entry in entries:
+        header = read_header(export, entry)
+        require_columns(export, entry, LISTENING_LAYOUTS["older" if "StartDate" in header else "current"].values())
+    # tomorrow: a listening day of a zone ahead of this machine's may already have begun
+    today = datetime.date.today() + datetime.timedelta(days=1)
+    return LazyExport(path, export.digest(read), lambda: parse(path, today))
+
+
+def parse(path: Path, today: datetime.date) -> AudibleExport:
+    """The export's content, with what was read and skipped in the log."""
+    export = extract_audible_export(path, today)
     component_logger("EXTRACT").info("read %d Audible listening days of %d audiobooks from %s", len(export.days),
                                      len({d.asin for d in export.days}), path)
-    if export.problems:
-        component_logger("TRANSFORM").warning(
-            "Audible: skipped %d rows (%s)", sum(n for reason, n in export.problems if "counted once" not in reason),
-            ", ".join(f"{reason}: {n}" for reason, n in export.problems))
+    report_problems("Audible", export.problems)
     return export
 
 
-def book_isbns(_export: AudibleExport, _books: Sequence[Book]) -> dict[str, set[str]]:
+def book_isbns(_export: LazyExport, _books: Sequence[Book]) -> dict[str, set[str]]:
     """The export names no ISBNs."""
     return {}
 
@@ -402,16 +426,17 @@ def place_audiobooks(export: AudibleExport, ebook_rows: Sequence, override_rows:
     return placed, rules
 
 
-def load(cursor, run: RunContext, export: AudibleExport) -> AudibleCounts:
+def load(cursor, run: RunContext, snapshot: LazyExport) -> AudibleCounts:
     """Place each audiobook on its ebook or a book of its own and replace the export's listening days and
     sessions; one round trip when neither the export nor the warehouse's books changed."""
     cursor.execute(AUDIBLE_STATE_SQL)
     stored, ebook_rows, override_rows = cursor.fetchone()
     ebook_rows, override_rows = json.loads(ebook_rows), json.loads(override_rows)
-    fingerprint = state_digest(export.fingerprint, ebook_rows, override_rows)
+    fingerprint = state_digest(snapshot.fingerprint, ebook_rows, override_rows)
     if fingerprint == stored:
         component_logger("LOAD").info("the Audible export and the books are unchanged since the last run")
         return AudibleCounts()
+    export = snapshot.content
     placed, rules = place_audiobooks(export, ebook_rows, override_rows)
     last_day = {}
     for day in export.days:

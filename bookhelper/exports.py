@@ -6,6 +6,7 @@ Kindle and Audible sources; it knows nothing of either.
 """
 
 import csv
+import functools
 import hashlib
 import io
 import itertools
@@ -15,9 +16,9 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import Callable, Optional
 
-from bookhelper.core import SourceMissing, SourceUnusable, first_line
+from bookhelper.core import SourceMissing, SourceUnusable, component_logger, first_line
 
 BOM = "\ufeff"
 MAX_FIELD = 1 << 24  # a field of 16 MiB is read (and then skipped as too long) rather than failing the file
@@ -157,3 +158,35 @@ def entry_label(export: Export, entry: str) -> str:
     if export.path.is_dir():
         return os.path.relpath(entry, export.path)
     return entry
+
+
+def require_columns(export: Export, entry: str, required: Sequence[str]) -> None:
+    """SourceUnusable (65) naming the file and the columns when its header lacks one of ``required``."""
+    missing = [name for name in required if name not in read_header(export, entry)]
+    if missing:
+        raise SourceUnusable(f"{export.path}: {entry_label(export, entry)} has no column {', '.join(missing)}; "
+                             "is it Amazon's export?")
+
+
+@dataclass(frozen=True)
+class LazyExport:
+    """An export as a run holds it: the digest of the files it reads, taken at extract time (their bytes: a
+    fraction of a second), and what they say, parsed only when a load needs it, so that an unchanged export
+    costs a night one query and no parsing."""
+
+    path: Path
+    fingerprint: str
+    parse: Callable[[], object]
+
+    @functools.cached_property
+    def content(self):
+        """What the export says (the source's parsed snapshot)."""
+        return self.parse()
+
+
+def report_problems(source: str, problems: Sequence[tuple[str, int]]) -> None:
+    """One WARNING with the rows a source skipped (or counted once), by reason."""
+    if problems:
+        component_logger("TRANSFORM").warning(
+            "%s: skipped %d rows (%s)", source, sum(n for reason, n in problems if "counted once" not in reason),
+            ", ".join(f"{reason}: {n}" for reason, n in problems))

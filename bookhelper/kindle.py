@@ -32,7 +32,7 @@ from bookhelper.core import (
     repeatable,
     state_digest,
 )
-from bookhelper.exports import Export, open_export, read_rows, unavailable
+from bookhelper.exports import Export, LazyExport, open_export, read_rows, report_problems, require_columns, unavailable
 from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
 from bookhelper.schema import apply_export_sessions, titled_books_json
 from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
@@ -169,20 +169,29 @@ def extract_titles(export: Export, problems: Counter) -> dict:
     return titles
 
 
-def extract_kindle_export(path: Path, now: int) -> KindleExport:
-    """Read an export in place. SourceMissing (66) without the path, SourceUnusable (65) without the
-    session file or its columns."""
+def kindle_files(path: Path) -> tuple[Export, list[str], list[str]]:
+    """The export, its session files and every file it reads. SourceMissing (66) without the path,
+    SourceUnusable (65) without the session file or its columns."""
     export = open_export(path, "--kindle-export or KINDLE_EXPORT")
     entries = export.find(SESSION_FILE)
     if not entries:
         raise SourceUnusable(f"{path}: holds no {SESSION_FILE}; is it the Kindle part of Amazon's export?")
+    for entry in entries:
+        require_columns(export, entry, SESSION_COLUMNS)
+    library = [entry for name in (TITLE_FILE, AUTHOR_FILE, DOCUMENT_FILE) for entry in export.find(name)]
+    return export, entries, entries + library
+
+
+def extract_kindle_export(path: Path, now: int) -> KindleExport:
+    """Read an export in place. SourceMissing (66) without the path, SourceUnusable (65) without the
+    session file or its columns."""
+    export, entries, read = kindle_files(path)
     problems: Counter = Counter()
     rows = (row for entry in entries for row in read_rows(export, entry, SESSION_COLUMNS, problems))
     intervals = transform_intervals(rows, now, problems)
     titles = extract_titles(export, problems)
     if export.unsafe:
         problems["zip entries with unsafe names (ignored)"] += export.unsafe
-    read = entries + [e for name in (TITLE_FILE, AUTHOR_FILE, DOCUMENT_FILE) for e in export.find(name)]
     return KindleExport(intervals, titles, export.digest(read), tuple(sorted(problems.items())))
 
 
@@ -242,19 +251,23 @@ def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     return Path(path).expanduser() if path else None
 
 
-def extract(path: Path, _workdir: Path) -> KindleExport:
-    """The export, read in place (nothing copied, nothing extracted)."""
-    export = extract_kindle_export(path, int(time.time()))
+def extract(path: Path, _workdir: Path) -> LazyExport:
+    """The export, checked and digested in place (nothing copied, nothing extracted); parsed when loaded."""
+    export, _entries, read = kindle_files(path)
+    now = int(time.time())
+    return LazyExport(path, export.digest(read), lambda: parse(path, now))
+
+
+def parse(path: Path, now: int) -> KindleExport:
+    """The export's content, with what was read and skipped in the log."""
+    export = extract_kindle_export(path, now)
     component_logger("EXTRACT").info("read %d Kindle reading intervals and %d titles from %s",
                                      len(export.intervals), len(export.titles), path)
-    if export.problems:
-        component_logger("TRANSFORM").warning(
-            "Kindle: skipped %d rows (%s)", sum(n for reason, n in export.problems if "counted once" not in reason),
-            ", ".join(f"{reason}: {n}" for reason, n in export.problems))
+    report_problems("Kindle", export.problems)
     return export
 
 
-def book_isbns(_export: KindleExport, _books: Sequence[Book]) -> dict[str, set[str]]:
+def book_isbns(_export: LazyExport, _books: Sequence[Book]) -> dict[str, set[str]]:
     """The export names no ISBNs."""
     return {}
 
@@ -323,16 +336,17 @@ def session_payload(export: KindleExport, placed: dict, gap_seconds: int) -> lis
     return payload
 
 
-def load(cursor, run: RunContext, export: KindleExport) -> KindleCounts:
+def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
     """Place each content id on its warehouse book and replace the export's intervals and sessions; one
     round trip when neither the export nor the books holding ASINs changed."""
     cursor.execute(KINDLE_STATE_SQL)
     stored, holder_rows, book_rows = cursor.fetchone()
     holder_rows, book_rows = json.loads(holder_rows), json.loads(book_rows)
-    fingerprint = state_digest(export.fingerprint, holder_rows, book_rows, run.config.gap_seconds, run.timezone)
+    fingerprint = state_digest(snapshot.fingerprint, holder_rows, book_rows, run.config.gap_seconds, run.timezone)
     if fingerprint == stored:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
+    export = snapshot.content
     holders, ours = asin_holders(holder_rows)
     content_ids = sorted({i.content_id for i in export.intervals})
     matches = match_asins([c for c in content_ids if asin_key(c)], holders)
