@@ -20,10 +20,14 @@ import zoneinfo
 from pathlib import Path
 from typing import Optional
 
-from bookhelper.schema import RELATIONS
+from bookhelper.schema import OUR_SOURCES, RELATIONS
 
 # The layout of the embedded JSON; raise it when a key changes meaning or disappears.
-REPORT_FORMAT = 1
+# 2: totals, years, books and the weekday x hour grid count every source of the job (KOReader, Kindle, Audible),
+# and the grid leaves out sessions without a time of day (Audible's listening days); new keys by_format_year,
+# by_source_year, by_format_month, by_source_month, weekday_hour_untimed_seconds, finished_by_year_format,
+# tandem_reads, and the books' formats and ebook_seconds.
+REPORT_FORMAT = 2
 
 # --------------------------------------------------------------------------------------
 # Reading the warehouse: two round trips
@@ -34,7 +38,9 @@ REPORT_FORMAT = 1
 REQUIRED_RELATIONS = tuple(RELATIONS[name] for name in (
     "devices", "reading_sessions", "book_reading", "reading_days", "reading_streaks", "author_reading"))
 CATALOG_SQL = "SELECT " + " AND ".join(f"to_regclass('{name}') IS NOT NULL" for name in REQUIRED_RELATIONS) + (
-    f", to_regclass('{RELATIONS['finished_books']}') IS NOT NULL")
+    f", to_regclass('{RELATIONS['finished_books']}') IS NOT NULL"
+    # the exports' tables came with schema version 4, as did the columns the report reads beside them
+    f", to_regclass('{RELATIONS['audible_days']}') IS NOT NULL")
 
 # The second is the report's one transaction: the statements of one query string run as one
 # implicit transaction, made read-only by its first statement. The report's zone is the zone of
@@ -43,19 +49,61 @@ CATALOG_SQL = "SELECT " + " AND ".join(f"to_regclass('{name}') IS NOT NULL" for 
 REPORT_DATA_SQL = """
 SET TRANSACTION READ ONLY;
 SELECT set_config('TimeZone', coalesce((
-    SELECT d.timezone FROM bookhelper.devices d LEFT JOIN public.reading_sessions s ON s.device = d.name
+    SELECT d.timezone FROM bookhelper.devices d
+    LEFT JOIN public.reading_sessions s ON s.device = d.name AND s.data_source = 'koreader'
     GROUP BY d.timezone ORDER BY coalesce(sum(s.duration_seconds), 0) DESC, max(d.last_seen_at) DESC LIMIT 1
+), (SELECT value FROM bookhelper.schema_meta WHERE key = 'kindle_timezone'), (
+    SELECT timezone FROM bookhelper.audible_days GROUP BY timezone ORDER BY sum(duration_seconds) DESC LIMIT 1
 ), 'UTC'), true);
 WITH day_totals AS MATERIALIZED (
-    SELECT day, reading_seconds::bigint AS seconds FROM bookhelper.reading_days
+    SELECT day, reading_seconds::bigint AS seconds, ebook_seconds::bigint AS ebook_seconds,
+           audiobook_seconds::bigint AS audiobook_seconds
+    FROM bookhelper.reading_days
 ),
 local_sessions AS MATERIALIZED (
-    -- Each session in its own device's zone, as reading_days places page views (start_time is naive UTC).
-    SELECT s.book_id, s.duration_seconds, s.pages_read,
-           (s.start_time AT TIME ZONE 'UTC') AT TIME ZONE coalesce(d.timezone, current_setting('TimeZone'))
-               AS local_start
-    FROM public.reading_sessions s LEFT JOIN bookhelper.devices d ON d.name = s.device
-    WHERE s.data_source = 'koreader'
+    -- Each of the job's sessions on its reader's clock, as reading_days places it (start_time is naive UTC):
+    -- KOReader's in its device's zone, Kindle's in the zone of the run that loaded them, Audible's on its
+    -- listening day (local midnight: the export gives no time of day, and untimed marks it).
+    SELECT book_id, duration_seconds, pages_read, media_type, data_source, read_instance_id, is_parallel_read,
+           untimed,
+           coalesce(listening_day::timestamp, (start_time AT TIME ZONE 'UTC') AT TIME ZONE zone) AS local_start,
+           coalesce(listening_day::timestamp, (end_time AT TIME ZONE 'UTC') AT TIME ZONE zone) AS local_end
+    FROM (SELECT s.book_id, s.duration_seconds, s.pages_read, s.media_type, s.data_source, s.read_instance_id,
+                 coalesce(s.is_parallel_read, false) AS is_parallel_read, s.start_time, s.end_time,
+                 coalesce(s.time_precision = 'day', false) AS untimed, a.day AS listening_day,
+                 coalesce(d.timezone, CASE WHEN s.data_source = 'kindle' THEN (
+                     SELECT value FROM bookhelper.schema_meta WHERE key = 'kindle_timezone') END,
+                     current_setting('TimeZone')) AS zone
+          FROM public.reading_sessions s
+          LEFT JOIN bookhelper.devices d ON d.name = s.device AND s.data_source = 'koreader'
+          LEFT JOIN bookhelper.audible_days a ON s.data_source = 'audible'
+           AND (a.book_id, a.start_time, a.device) = (s.book_id, s.start_time, s.device)
+          WHERE s.data_source IN """ + OUR_SOURCES + """) AS sessions
+),
+-- Kindle's and Audible's seconds per local day, placed as reading_days places them; KOReader's are the rest
+-- of each day's reading_seconds, so that a month's or a year's sources add up to its hours.
+export_days AS (
+    SELECT local_start::date AS day, sum(duration_seconds) FILTER (WHERE data_source = 'kindle') AS kindle,
+           sum(duration_seconds) FILTER (WHERE data_source = 'audible') AS audible
+    FROM local_sessions WHERE data_source <> 'koreader' GROUP BY 1
+),
+month_parts AS (
+    SELECT to_char(t.day, 'YYYY-MM') AS month, sum(t.ebook_seconds) AS ebook, sum(t.audiobook_seconds) AS audiobook,
+           sum(t.seconds - coalesce(x.kindle, 0) - coalesce(x.audible, 0)) AS koreader,
+           coalesce(sum(x.kindle), 0) AS kindle, coalesce(sum(x.audible), 0) AS audible
+    FROM day_totals t LEFT JOIN export_days x USING (day) GROUP BY 1
+),
+year_parts AS (
+    SELECT left(month, 4)::integer AS year, sum(ebook) AS ebook, sum(audiobook) AS audiobook,
+           sum(koreader) AS koreader, sum(kindle) AS kindle, sum(audible) AS audible
+    FROM month_parts GROUP BY 1
+),
+tandem AS (
+    SELECT read_instance_id, book_id, min(local_start)::date AS first_day, max(local_end)::date AS last_day,
+           string_agg(DISTINCT media_type, ', ' ORDER BY media_type) AS formats, count(*) AS sessions,
+           coalesce(sum(duration_seconds) FILTER (WHERE media_type = 'ebook'), 0) AS ebook_seconds,
+           coalesce(sum(duration_seconds) FILTER (WHERE media_type = 'audiobook'), 0) AS audiobook_seconds
+    FROM local_sessions WHERE is_parallel_read GROUP BY read_instance_id, book_id
 ),
 streaks AS (
     SELECT first_day, last_day, days FROM bookhelper.reading_streaks
@@ -71,13 +119,16 @@ session_years AS (
     FROM local_sessions GROUP BY 1
 ),
 weekday_hours AS (
+    -- only sessions with a time of day: a listening day has none, and none is made up for it
     SELECT extract(isodow FROM local_start)::integer AS weekday, extract(hour FROM local_start)::integer AS hour,
            sum(duration_seconds) AS seconds
-    FROM local_sessions GROUP BY 1, 2
+    FROM local_sessions WHERE NOT untimed GROUP BY 1, 2
 ),
 book_pages AS (
-    SELECT book_id, sum(pages_read) AS pages_read FROM public.reading_sessions WHERE data_source = 'koreader'
-    GROUP BY book_id
+    SELECT book_id, sum(pages_read) AS pages_read,
+           coalesce(sum(duration_seconds) FILTER (WHERE media_type = 'ebook'), 0) AS ebook_seconds,
+           string_agg(DISTINCT media_type, ', ' ORDER BY media_type) AS formats
+    FROM local_sessions GROUP BY book_id
 )
 SELECT json_build_object(
     'timezone', current_setting('TimeZone'),
@@ -108,15 +159,37 @@ SELECT json_build_object(
             FROM generate_series(1, 7) AS w(weekday) CROSS JOIN generate_series(0, 23) AS h(hour)
             LEFT JOIN weekday_hours wh ON wh.weekday = w.weekday AND wh.hour = h.hour
             GROUP BY w.weekday) AS grid),
+    'weekday_hour_untimed_seconds', (SELECT coalesce(sum(duration_seconds), 0) FROM local_sessions WHERE untimed),
+    'by_format_year', (SELECT coalesce(json_agg(json_build_object(
+                           'year', year, 'ebook_seconds', ebook, 'audiobook_seconds', audiobook) ORDER BY year DESC),
+                           '[]') FROM year_parts),
+    'by_source_year', (SELECT coalesce(json_agg(json_build_object(
+                           'year', year, 'koreader_seconds', koreader, 'kindle_seconds', kindle,
+                           'audible_seconds', audible) ORDER BY year DESC), '[]') FROM year_parts),
+    'by_format_month', (SELECT coalesce(json_agg(json_build_object(
+                            'month', month, 'ebook_seconds', ebook, 'audiobook_seconds', audiobook) ORDER BY month),
+                            '[]') FROM month_parts),
+    'by_source_month', (SELECT coalesce(json_agg(json_build_object(
+                            'month', month, 'koreader_seconds', koreader, 'kindle_seconds', kindle,
+                            'audible_seconds', audible) ORDER BY month), '[]') FROM month_parts),
+    'tandem_reads', (SELECT coalesce(json_agg(json_build_object(
+                         'read_instance_id', t.read_instance_id, 'book_id', t.book_id, 'title', b.title,
+                         'first_day', t.first_day, 'last_day', t.last_day, 'formats', t.formats,
+                         'sessions', t.sessions, 'ebook_seconds', t.ebook_seconds,
+                         'audiobook_seconds', t.audiobook_seconds)
+                         ORDER BY t.first_day DESC, b.title, t.read_instance_id), '[]')
+                     FROM tandem t JOIN public.books b USING (book_id)),
     'books', (SELECT coalesce(json_agg(row_to_json(b) ORDER BY b.reading_seconds DESC, b.title, b.book_id), '[]')
-              FROM (SELECT bs.*, coalesce(p.pages_read, 0) AS pages_read
+              FROM (SELECT bs.*, coalesce(p.pages_read, 0) AS pages_read, coalesce(p.ebook_seconds, 0) AS ebook_seconds,
+                           p.formats
                     FROM bookhelper.book_reading bs LEFT JOIN book_pages p USING (book_id)) AS b),
     'authors', (SELECT coalesce(json_agg(json_build_object('name', name, 'books', books,
                                                            'reading_seconds', reading_seconds)
                                          ORDER BY reading_seconds DESC, name), '[]')
                 FROM (SELECT name, books, reading_seconds FROM bookhelper.author_reading WHERE reading_seconds > 0
                       ORDER BY reading_seconds DESC, name LIMIT 10) AS top),
-    'finished_by_year', {finished_by_year}
+    'finished_by_year', {finished_by_year},
+    'finished_by_year_format', {finished_by_year_format}
 )
 """
 
@@ -124,6 +197,17 @@ SELECT json_build_object(
 FINISHED_BY_YEAR_SQL = """(
         SELECT coalesce(json_agg(json_build_object('year', year, 'books', books) ORDER BY year DESC), '[]')
         FROM (SELECT extract(year FROM finished_on)::integer AS year, count(DISTINCT book_id) AS books
+              FROM bookhelper.finished_books WHERE finished_on IS NOT NULL GROUP BY 1) AS finished)"""
+
+# The same finishes by the formats of the read that reached the end (finished_books.formats); a finish that only
+# a sidecar's "complete" status records has none.
+FINISHED_BY_YEAR_FORMAT_SQL = """(
+        SELECT coalesce(json_agg(row_to_json(finished) ORDER BY year DESC), '[]')
+        FROM (SELECT extract(year FROM finished_on)::integer AS year,
+                     count(DISTINCT book_id) FILTER (WHERE formats = 'ebook') AS ebook,
+                     count(DISTINCT book_id) FILTER (WHERE formats = 'audiobook') AS audiobook,
+                     count(DISTINCT book_id) FILTER (WHERE formats = 'audiobook, ebook') AS ebook_and_audiobook,
+                     count(DISTINCT book_id) FILTER (WHERE formats IS NULL) AS status_only
               FROM bookhelper.finished_books WHERE finished_on IS NOT NULL GROUP BY 1) AS finished)"""
 
 
@@ -139,8 +223,9 @@ def no_warehouse_data() -> dict:
         "totals": {"reading_seconds": 0, "books": 0, "sessions": 0, "pages_read": 0, "days_read": 0,
                    "first_day": None, "last_day": None},
         "years": [], "streaks": {"current": None, "longest": None}, "reading_seconds_by_day": {},
-        "weekday_hour_seconds": [[0] * 24 for _ in range(7)], "books": [], "authors": [],
-        "finished_by_year": None,
+        "weekday_hour_seconds": [[0] * 24 for _ in range(7)], "weekday_hour_untimed_seconds": 0,
+        "by_format_year": [], "by_source_year": [], "by_format_month": [], "by_source_month": [],
+        "tandem_reads": [], "books": [], "authors": [], "finished_by_year": None, "finished_by_year_format": None,
     }
 
 
@@ -161,11 +246,13 @@ def fetch_report_data(conn) -> dict:
     try:
         with conn.cursor() as cursor:
             cursor.execute(CATALOG_SQL)
-            has_warehouse, has_finished_books = cursor.fetchone()
-            if not has_warehouse:
-                return no_warehouse_data()
+            has_warehouse, has_finished_books, is_current = cursor.fetchone()
+            if not has_warehouse or not is_current:
+                # a warehouse of a release before 3.1.0: its next load upgrades it
+                return {**no_warehouse_data(), "state": "no warehouse" if not has_warehouse else "old warehouse"}
             cursor.execute(REPORT_DATA_SQL.replace(
-                "{finished_by_year}", FINISHED_BY_YEAR_SQL if has_finished_books else "NULL"))
+                "{finished_by_year}", FINISHED_BY_YEAR_SQL if has_finished_books else "NULL").replace(
+                "{finished_by_year_format}", FINISHED_BY_YEAR_FORMAT_SQL if has_finished_books else "NULL"))
             data = {"format": REPORT_FORMAT, **cursor.fetchone()[0]}
     finally:
         conn.autocommit = was_autocommit
@@ -236,6 +323,7 @@ tbody th{font-size:inherit;color:inherit}
 .months td{text-align:right;padding:4px 6px}
 .months .m1{background:var(--h1)}.months .m2{background:var(--h2)}.months .m3{background:var(--h3);color:#fff}
 .months .m4{background:var(--h4);color:var(--on-h4)}.months td:last-child{font-weight:600}
+.parts{width:auto;min-width:min(100%,560px)}.parts td:last-child{font-weight:600}
 .books td:nth-child(n+3):nth-child(-n+6),.books th:nth-child(n+3):nth-child(-n+6){text-align:right}
 .books td:nth-child(n+3):nth-child(-n+8){white-space:nowrap}.books td:first-child{min-width:12em}
 .top{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:0 36px}
@@ -480,6 +568,13 @@ def months_section(seconds_by_day: dict) -> str:
 
 # --- weekday x hour --------------------------------------------------------------------
 
+def weekday_hour_section(data: dict) -> str:
+    untimed = data.get("weekday_hour_untimed_seconds") or 0
+    note = (f'<p class="muted">Not in this grid: {hours(untimed)} h of Audible listening, whose export gives the day '
+            "but no time of day (they count in every other figure).</p>" if untimed else "")
+    return f'<h2 id="week">Weekday and hour</h2>{weekday_hour_table(data["weekday_hour_seconds"])}{note}'
+
+
 def weekday_hour_table(grid: list) -> str:
     """When in the week the reader reads: weekdays (rows, Monday first) x hours, each cell titled."""
     cuts = heat_cuts([seconds for row in grid for seconds in row], unit=360)
@@ -527,12 +622,15 @@ def top_section(data: dict) -> str:
 def books_table(books: list) -> str:
     """Every book, most read first, with the sidecar and Calibre columns that the warehouse has."""
     extra = [(key, label) for key, label in OPTIONAL_BOOK_COLUMNS if any(key in book for book in books)]
+    if any(book.get("formats") not in (None, "ebook") for book in books):
+        extra.insert(0, ("formats", "Format"))
     head = ("<th>Title</th><th>Authors</th><th>Hours</th><th>Sessions</th><th>Reads</th><th>Pages/h</th>"
             "<th>First read</th><th>Last read</th>" + "".join(f"<th>{esc(label)}</th>" for _, label in extra))
     rows = []
     for book in books:
         seconds = book["reading_seconds"]
-        pace = f"{book['pages_read'] * 3600 / seconds:.0f}" if seconds else ""
+        paged = book.get("ebook_seconds", seconds)  # pages per hour of ebook reading: audiobooks have no pages
+        pace = f"{book['pages_read'] * 3600 / paged:.0f}" if paged and book["pages_read"] else ""
         series = f'<br><small>{esc(book["series"])}</small>' if book.get("series") else ""
         # Timestamps carry the reader's offset, so their first ten characters are the local date. The end
         # tags of cells and rows are left out, as HTML allows: they would be a quarter of the table.
@@ -563,13 +661,107 @@ def years_section(years: list, finished: Optional[dict]) -> str:
             f'{finished_head}<th class="wide">From – to</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def finished_section(finished: Optional[dict]) -> str:
+def finished_section(finished: Optional[dict], by_format: Optional[list] = None) -> str:
     if not finished:
         return ('<h2 id="finished">Finished books</h2><p class="muted">Finished books per year appear here once '
-                "KOReader's sidecar files are loaded into the warehouse.</p>")
+                "KOReader's sidecar files are loaded into the warehouse, or a read reaches a book's end.</p>")
     bars = [(str(year), year % max(1, math.ceil(len(finished) / 8)) != 0, f"{year}: {plural(books, 'book')} finished",
              books) for year, books in sorted(finished.items())]
-    return f'<h2 id="finished">Finished books</h2>{bar_chart(bars, "", "Books finished per year", height=170)}'
+    return (f'<h2 id="finished">Finished books</h2>{bar_chart(bars, "", "Books finished per year", height=170)}'
+            f'{finished_formats_table(by_format or [])}')
+
+
+# --- formats and sources ---------------------------------------------------------------
+
+FORMAT_COLUMNS = (("ebook_seconds", "Ebook"), ("audiobook_seconds", "Audiobook"))
+SOURCE_COLUMNS = (("koreader_seconds", "KOReader"), ("kindle_seconds", "Kindle"), ("audible_seconds", "Audible"))
+RECENT_MONTHS = 12
+
+
+def merged_rows(formats: list, sources: list, key: str) -> list:
+    """The format and source rows of each year (or month) as one dict, in the order of ``formats``."""
+    by_key = {row[key]: dict(row) for row in formats}
+    for row in sources:
+        by_key.setdefault(row[key], {key: row[key]}).update(row)
+    return list(by_key.values())
+
+
+def parts_table(rows: list, key: str, label, columns: list, caption: str) -> str:
+    """Hours per row (a year or a month) in each format and source column, and the row's total."""
+    groups = [group for group in (FORMAT_COLUMNS, SOURCE_COLUMNS) if any(c in columns for c, _ in group)]
+    head = "".join(f'<th class="n">{name}</th>' for group in groups for column, name in group if column in columns)
+    body = []
+    for row in rows:
+        cells = "".join(f'<td class="n">{hours(row.get(column, 0))}</td>' if row.get(column) else
+                        '<td class="n muted">–</td>' for group in groups for column, _ in group if column in columns)
+        total = sum(row.get(column, 0) for column, _ in groups[0])
+        body.append(f'<tr><th scope="row">{esc(label(row[key]))}</th>{cells}<td class="n">{hours(total)}</td></tr>')
+    return (f'<div class="scroll"><table class="parts" aria-label="{esc(caption)}"><thead><tr><th></th>{head}'
+            f'<th class="n">Hours</th></tr></thead><tbody>{"".join(body)}</tbody></table></div>')
+
+
+def month_label(month: str) -> str:
+    return f"{MONTHS[int(month[5:7]) - 1]} {month[:4]}"
+
+
+def formats_section(data: dict) -> str:
+    """Hours by format (ebook, audiobook) and by source (KOReader, Kindle, Audible) per year, and per month for
+    the last months read; only the columns that hold any reading."""
+    years = merged_rows(data.get("by_format_year") or [], data.get("by_source_year") or [], "year")
+    months = merged_rows(data.get("by_format_month") or [], data.get("by_source_month") or [], "month")
+    columns = [column for column, _ in FORMAT_COLUMNS + SOURCE_COLUMNS if any(row.get(column) for row in years)]
+    present = [name for column, name in FORMAT_COLUMNS + SOURCE_COLUMNS if column in columns]
+    heading = '<h2 id="formats">Formats and sources</h2>'
+    if len(columns) <= 2:  # one format from one source: the tables would only repeat the hours
+        return heading + (f'<p class="muted">All reading so far is {present[0].lower()}s from {present[1]}.</p>'
+                          if len(present) == 2 else "")
+    recent = months[-RECENT_MONTHS:][::-1]
+    return (heading + parts_table(years, "year", str, columns, "Hours by format and source per year")
+            + f'<h3>By month <small>(the last {plural(len(recent), "month")})</small></h3>'
+            + parts_table(recent, "month", month_label, columns, "Hours by format and source per month")
+            + '<p class="muted">Hours of each local day, as in the calendars; the sources add up to the formats.</p>')
+
+
+FINISHED_FORMATS = (("ebook", "Ebook"), ("audiobook", "Audiobook"), ("ebook_and_audiobook", "Both"),
+                    ("status_only", "Marked finished"))
+
+
+def finished_formats_table(rows: list) -> str:
+    """Finished books per year by the formats of the read that reached the end."""
+    columns = [(key, name) for key, name in FINISHED_FORMATS if any(row.get(key) for row in rows)]
+    if not columns:
+        return ""
+    head = "".join(f'<th class="n">{name}</th>' for _, name in columns)
+    body = "".join(f'<tr><th scope="row">{row["year"]}</th>'
+                   + "".join(f'<td class="n">{row.get(key) or 0}</td>' for key, _ in columns) + "</tr>" for row in rows)
+    return (f'<div class="scroll"><table class="parts" aria-label="Finished books per year by format"><thead><tr>'
+            f'<th>Year</th>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+            '<p class="muted">By the formats of the read that reached the end'
+            + (' ("Both": a tandem read)' if any(key == "ebook_and_audiobook" for key, _ in columns) else "") + "."
+            + (" Marked finished: KOReader's status says so, and no read reached the end."
+               if any(key == "status_only" for key, _ in columns) else "") + "</p>")
+
+
+TANDEM_ROWS = 50
+
+
+def tandem_section(data: dict) -> str:
+    """Tandem reads (an audiobook listened alongside its ebook, one read): most recent first."""
+    reads = data.get("tandem_reads") or []
+    if not reads:
+        return ""
+    body = "".join(
+        f'<tr><td>{esc(read["title"] or "(untitled)")}</td><td>{date_span(read["first_day"], read["last_day"])}</td>'
+        f'<td>{esc(read["formats"])}</td><td class="n">{hours(read["ebook_seconds"])}</td>'
+        f'<td class="n">{hours(read["audiobook_seconds"])}</td><td class="n">{count(read["sessions"])}</td></tr>'
+        for read in reads[:TANDEM_ROWS])
+    more = (f'<p class="muted">The {count(len(reads) - TANDEM_ROWS)} earlier ones are in the page\'s data.</p>'
+            if len(reads) > TANDEM_ROWS else "")
+    return (f'<h2 id="tandem">Tandem reads <small>({count(len(reads))})</small></h2>'
+            '<p class="sub">An audiobook listened to alongside its ebook: one read of the book.</p>'
+            '<div class="scroll"><table><thead><tr><th>Book</th><th>From – to</th><th>Formats</th>'
+            '<th class="n">Ebook h</th><th class="n">Audiobook h</th><th class="n">Sessions</th></tr></thead>'
+            f"<tbody>{body}</tbody></table></div>{more}")
 
 
 # --- the page --------------------------------------------------------------------------
@@ -584,11 +776,16 @@ def totals_cards(data: dict) -> str:
             return "0", "days", none
         return count(run["days"]), "day" if run["days"] == 1 else "days", date_span(run["first_day"], run["last_day"])
 
+    listened = sum(row["audiobook_seconds"] for row in data.get("by_format_year") or [])
+    # pages come from ebooks only: their pace is over the hours of ebook reading
+    paged = seconds - listened
+    reading_detail = (f"{hours(seconds - listened, 0)} h ebooks, {hours(listened, 0)} h audiobooks" if listened
+                      else f"{duration(seconds / max(days_read, 1))} a reading day")
     cards = [
-        ("Reading time", hours(seconds, 0), "h", f"{duration(seconds / max(days_read, 1))} a reading day"),
+        ("Reading time", hours(seconds, 0), "h", reading_detail),
         ("Books", count(totals["books"]), "", f"{hours(seconds / max(totals['books'], 1))} h each"),
         ("Sessions", count(sessions), "", f"{duration(seconds / max(sessions, 1))} each"),
-        ("Pages", count(totals["pages_read"]), "", f"{totals['pages_read'] * 3600 / max(seconds, 1):.0f} an hour"),
+        ("Pages", count(totals["pages_read"]), "", f"{totals['pages_read'] * 3600 / max(paged, 1):.0f} an hour"),
         ("Days read", count(days_read), "", f"{100 * days_read / span:.0f}% of {plural(span, 'day')}"),
         ("Current streak", *streak(streaks["current"], "none today or yesterday")),
         ("Longest streak", *streak(streaks["longest"], "")),
@@ -609,10 +806,13 @@ def zone_note(data: dict) -> str:
 
 
 FOOTNOTES = (
-    "Reading time is KOReader's own: the seconds spent on each page, summed; pauses are not counted.",
+    "Reading time is every source's own: KOReader's seconds spent on each page, summed (pauses are not "
+    "counted); Kindle's reading intervals; Audible's listening time of each day.",
     "Days are local calendar days in the device's time zone, daylight saving time included; "
-    "a sitting across midnight counts on both days.",
-    "The weekday and hour chart puts each session's whole time in the hour it started.",
+    "a sitting across midnight counts on both days. Kindle's are in the zone of the load that read the export, "
+    "Audible's are the days its export gives.",
+    "The weekday and hour chart puts each session's whole time in the hour it started; Audible's listening days "
+    "have no time of day and are not in it.",
     "Pages are the distinct pages of each session, summed. A read starts again when a session opens in the "
     "first 10% of a book after one reached 90%.",
     "The current streak ends today or yesterday. Years count sessions, books and pages by the day a session "
@@ -623,17 +823,22 @@ FOOTNOTES = (
 def report_body(data: dict) -> str:
     finished = data.get("finished_by_year")
     finished_by_year = {row["year"]: row["books"] for row in finished} if finished is not None else None
+    tandem = tandem_section(data)
+    tandem_link = '<a href="#tandem">Tandem</a>' if tandem else ""
     return "".join((
         '<nav><a href="#years">Years</a><a href="#days">Days</a><a href="#months">Months</a>'
-        '<a href="#week">Week</a><a href="#top">Most read</a><a href="#finished">Finished</a>'
+        '<a href="#formats">Formats</a><a href="#week">Week</a><a href="#top">Most read</a>'
+        f'<a href="#finished">Finished</a>{tandem_link}'
         '<a href="#books">Every book</a></nav>',
         totals_cards(data),
         years_section(data["years"], finished_by_year),
         calendars_section(data),
         months_section(data["reading_seconds_by_day"]),
-        f'<h2 id="week">Weekday and hour</h2>{weekday_hour_table(data["weekday_hour_seconds"])}',
+        formats_section(data),
+        weekday_hour_section(data),
         top_section(data),
-        finished_section(finished_by_year),
+        finished_section(finished_by_year, data.get("finished_by_year_format")),
+        tandem,
         books_table(data["books"]),
         f'<footer><ul>{"".join(f"<li>{esc(note)}</li>" for note in FOOTNOTES)}</ul></footer>',
     ))
@@ -658,8 +863,9 @@ def render_report(data: dict, generated_at: datetime.datetime) -> str:
         body = report_body(data)
     else:
         subtitle = generated
-        message = ("The warehouse has no bookhelper-etl tables yet: no load has completed."
-                   if data["state"] == "no warehouse" else "The warehouse holds no reading yet.")
+        message = {"no warehouse": "The warehouse has no bookhelper-etl tables yet: no load has completed.",
+                   "old warehouse": "The warehouse was made by an older release of bookhelper-etl: the next load "
+                                    "upgrades it."}.get(data["state"], "The warehouse holds no reading yet.")
         body = (f'<p class="empty">{esc(message)} Load a KOReader statistics file with '
                 "<code>extract_koreader_stats.py</code>, then write the report again.</p>")
     return (

@@ -740,8 +740,9 @@ WITH read_rows AS (
            media_type
     FROM public.reading_sessions WHERE data_source IN ('koreader', 'kindle')
     UNION ALL
-    -- an audiobook day reaches the end by its positions
-    SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time, a.reaches_end, s.media_type
+    -- an audiobook day reaches the end by its positions, and ends on its last second (not the next midnight)
+    SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time - interval '1 second',
+           a.reaches_end, s.media_type
     FROM bookhelper.audible_days a JOIN public.reading_sessions s
       ON s.data_source = 'audible' AND (s.book_id, s.start_time, s.device) = (a.book_id, a.start_time, a.device)
 ), reads AS (

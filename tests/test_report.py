@@ -28,6 +28,9 @@ from warehouse import warehouse_state
 
 from benchmarks.latency_proxy import LatencyProxy, upstream_address
 from bookhelper import report
+from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
+from samples.calibre import CalibreBook, write_calibre_library
+from samples.kindle import KindleTitle, ReadingInterval, write_kindle_export
 from samples.statistics import TITLES, Book, make_books, simulate_reading, write_statistics_file
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
@@ -161,6 +164,182 @@ def test_the_figures_equal_the_warehouse_across_clock_changes_and_midnight(berli
     finished = query(database_url, "SELECT extract(year FROM finished_on)::int, count(DISTINCT book_id)::int "
                                    "FROM finished_books GROUP BY 1 ORDER BY 1 DESC")
     assert data["finished_by_year"] == [{"year": year, "books": books} for year, books in finished]
+
+
+# Every source of the job: a KOReader book that is also a Kindle book (through Calibre) and an audiobook listened
+# alongside it (a tandem read), a Kindle-only book of 2025 and an audiobook finished in December 2025.
+DAY = 86400
+TANDEM_START = utc(2026, 1, 1, 18)
+
+
+def listening(day, millis, start, end, name, asin, length_ms):
+    return ListeningEvent(day, day, millis, start, end, name, asin, book_length_ms=length_ms)
+
+
+@pytest.fixture
+def every_source(tmp_path, database_url):
+    from test_exports import run_exports
+
+    koreader_book = Book(1, "The Lantern Keeper", "Calla Whitcombe", 300, "0" * 31 + "1", None, "en", TANDEM_START)
+    page_rows = [(1, page, TANDEM_START + (page - 1) * 3 * DAY + 3600, 600, 300) for page in range(1, 11)]
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [koreader_book], page_rows)
+    library = write_calibre_library(tmp_path / "library", [CalibreBook(
+        1, "The Lantern Keeper", ["Calla Whitcombe"], identifiers={"amazon": "b0testknd1"},
+        cwa_checksums=[("EPUB", "0" * 31 + "1")])])
+    kindle_export = write_kindle_export(tmp_path / "kindle", [
+        ReadingInterval(TANDEM_START + 5 * DAY, TANDEM_START + 5 * DAY + 1200, "B0TESTKND1", millis=1_200_000),
+        ReadingInterval(utc(2025, 11, 20, 20, 30), utc(2025, 11, 20, 21, 45), "B0TESTKND2", millis=4_500_000),
+        ReadingInterval(utc(2025, 12, 31, 21, 50), utc(2025, 12, 31, 22, 20), "B0TESTKND2", millis=1_800_000),
+    ], [KindleTitle("B0TESTKND1", "The Lantern Keeper (Harbor Lights Book 1)", ("Whitcombe, Calla ",)),
+        KindleTitle("B0TESTKND2", "Tidewater", ("Moss, Ada",))])
+    audible_export = write_audible_export(tmp_path / "audible", {"Account Holder": [
+        listening(f"2026-01-{n:02d}", 3_600_000, (n - 2) * 3_600_000, (n - 1) * 3_600_000,
+                  "The Lantern Keeper: Harbor Lights, Book 1 (Unabridged)", "B0TESTAUD9", 36_000_000)
+        for n in range(2, 12)] + [
+        listening("2025-12-30", 5_400_000, 0, 5_400_000, "Quiet Hours (Unabridged)", "B0TESTAUD1", 7_200_000),
+        listening("2025-12-31", 1_800_000, 5_400_000, 7_200_000, "Quiet Hours (Unabridged)", "B0TESTAUD1",
+                  7_200_000),
+    ]}, [AudibleTitle("B0TESTAUD9", "The Lantern Keeper", "Harbor Lights, Book 1", ("Calla Whitcombe",),
+                      ("Ann Lee",), 600)])
+
+    result = run_exports(tmp_path, database_url, "--stats-db", stats, "--calibre-library", library.metadata_db.parent,
+                         "--kindle-export", kindle_export, "--audible-export", audible_export,
+                         ETL_TIMEZONE="Europe/Berlin")
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT data_source, time_precision, count(*) FROM reading_sessions "
+                               "GROUP BY 1, 2 ORDER BY 1") == [
+        ("audible", "day", 12), ("kindle", "second", 3), ("koreader", "second", 10)]
+
+
+FORMATS = ("ebook_seconds", "audiobook_seconds")
+SOURCES = ("koreader_seconds", "kindle_seconds", "audible_seconds")
+
+
+def nonzero(rows, key, columns):
+    """{year or month: Counter of the columns' non-zero seconds}"""
+    return {row[key]: Counter({c: row[c] for c in columns if row[c]}) for row in rows}
+
+
+def test_every_source_counts_by_format_and_source_and_only_timed_sessions_fill_the_week(every_source,
+                                                                                           database_url, tmp_path):
+    data = fetch(database_url)
+
+    # the totals and years hold every source's sessions
+    sessions, books, seconds = query(database_url, "SELECT count(*)::int, count(DISTINCT book_id)::int, "
+                                                   "sum(duration_seconds)::int FROM reading_sessions")[0]
+    assert (data["totals"]["sessions"], data["totals"]["books"], data["totals"]["reading_seconds"]) == (
+        sessions, books, seconds) == (25, 3, 6000 + 1200 + 4500 + 1800 + 36000 + 7200)
+    pages = query(database_url, "SELECT sum(pages_read)::int FROM reading_sessions")[0][0]
+    assert data["totals"]["pages_read"] == pages
+    assert sum(year["reading_seconds"] for year in data["years"]) == seconds
+
+    # Hours by source and format, per year and month, as the sessions and the days place them: Kindle's and
+    # KOReader's on the Berlin day they started (no sitting here crosses midnight), Audible's on its day.
+    placed = query(database_url, """
+        SELECT coalesce(a.day, ((s.start_time AT TIME ZONE 'UTC') AT TIME ZONE 'Europe/Berlin')::date) AS day,
+               s.data_source, s.media_type, s.duration_seconds
+        FROM reading_sessions s LEFT JOIN bookhelper.audible_days a
+          ON s.data_source = 'audible' AND (a.book_id, a.start_time, a.device) = (s.book_id, s.start_time, s.device)""")
+    years, months = {}, {}
+    for day, source, media_type, duration in placed:
+        for table, key in ((years, day.year), (months, f"{day:%Y-%m}")):
+            row = table.setdefault(key, Counter())
+            row[f"{source}_seconds"] += duration
+            row[f"{media_type}_seconds"] += duration
+    assert years == {
+        2026: Counter(koreader_seconds=6000, kindle_seconds=1200, audible_seconds=36000, ebook_seconds=7200,
+                      audiobook_seconds=36000),
+        2025: Counter(kindle_seconds=6300, audible_seconds=7200, ebook_seconds=6300, audiobook_seconds=7200)}
+
+    def only(table, columns):
+        return {key: Counter({c: row[c] for c in columns if row[c]}) for key, row in table.items()}
+
+    assert [row["year"] for row in data["by_format_year"]] == [row["year"] for row in data["by_source_year"]] == [
+        2026, 2025]
+    assert [row["month"] for row in data["by_format_month"]] == ["2025-11", "2025-12", "2026-01"]
+    assert nonzero(data["by_format_year"], "year", FORMATS) == only(years, FORMATS)
+    assert nonzero(data["by_source_year"], "year", SOURCES) == only(years, SOURCES)
+    assert nonzero(data["by_format_month"], "month", FORMATS) == only(months, FORMATS)
+    assert nonzero(data["by_source_month"], "month", SOURCES) == only(months, SOURCES)
+    # the sums of reading_sessions, by source and by format
+    for name, total in query(database_url, "SELECT data_source, sum(duration_seconds)::int FROM reading_sessions "
+                                           "GROUP BY 1"):
+        assert sum(row[f"{name}_seconds"] for row in data["by_source_year"]) == total
+        assert sum(row[f"{name}_seconds"] for row in data["by_source_month"]) == total
+    for name, total in query(database_url, "SELECT media_type, sum(duration_seconds)::int FROM reading_sessions "
+                                           "GROUP BY 1"):
+        assert sum(row[f"{name}_seconds"] for row in data["by_format_year"]) == total
+        assert sum(row[f"{name}_seconds"] for row in data["by_format_month"]) == total
+    # and the days: the formats are reading_days' columns, and each year's sources add up to its hours
+    assert nonzero(data["by_format_year"], "year", FORMATS) == {
+        year: Counter({c: v for c, v in zip(FORMATS, row) if v}) for year, *row in query(
+            database_url, "SELECT extract(year FROM day)::int, sum(ebook_seconds)::int, sum(audiobook_seconds)::int "
+                          "FROM bookhelper.reading_days GROUP BY 1")}
+    assert {y["year"]: y["reading_seconds"] for y in data["years"]} == {
+        row["year"]: sum(row[c] for c in SOURCES) for row in data["by_source_year"]}
+
+    # The week holds the timed sessions, each in its Berlin hour; the listening days (local midnights) are not in it.
+    grid = [[0] * 24 for _ in range(7)]
+    for start, duration in query(database_url, "SELECT start_time AT TIME ZONE 'UTC', duration_seconds "
+                                               "FROM reading_sessions WHERE time_precision = 'second'"):
+        local = start.astimezone(BERLIN)
+        grid[local.isoweekday() - 1][local.hour] += duration
+    assert data["weekday_hour_seconds"] == grid
+    assert sum(map(sum, grid)) == 6000 + 1200 + 6300 and data["weekday_hour_untimed_seconds"] == 36000 + 7200
+    assert all(row[0] == 0 for row in grid)  # nothing was read in a midnight hour: the listening days are not there
+
+    # Finished books by format: the two audiobooks listened to their end, each in its year; KOReader's reached none.
+    assert data["finished_by_year"] == [{"year": 2026, "books": 1}, {"year": 2025, "books": 1}]
+    assert data["finished_by_year_format"] == [
+        {"year": 2026, "ebook": 0, "audiobook": 1, "ebook_and_audiobook": 0, "status_only": 0},
+        {"year": 2025, "ebook": 0, "audiobook": 1, "ebook_and_audiobook": 0, "status_only": 0}]
+    assert query(database_url, "SELECT formats, count(*)::int FROM finished_books GROUP BY 1") == [("audiobook", 2)]
+
+    # The tandem read: the KOReader read and the audiobook's listening, one read of one book.
+    (tandem_id, tandem_book, tandem_sessions), = query(
+        database_url, "SELECT read_instance_id::text, book_id, session_count::int FROM tandem_reading_sessions")
+    assert data["tandem_reads"] == [{
+        "read_instance_id": tandem_id, "book_id": tandem_book, "title": "The Lantern Keeper",
+        "first_day": "2026-01-01", "last_day": "2026-01-28", "formats": "audiobook, ebook", "sessions": tandem_sessions,
+        "ebook_seconds": 6000, "audiobook_seconds": 36000}]
+    assert tandem_sessions == 20
+
+    books = {book["title"]: book for book in data["books"]}
+    assert books["The Lantern Keeper"]["formats"] == "audiobook, ebook"
+    assert books["The Lantern Keeper"]["ebook_seconds"] == 6000 + 1200
+    assert books["Quiet Hours"]["formats"] == "audiobook" and books["Quiet Hours"]["pages_read"] == 0
+
+    # The page says all of it, and its JSON is the same data.
+    path = tmp_path / "report.html"
+    write(database_url, path)
+    page = path.read_text()
+    assert page_problems(page) == []
+    shown = embedded_data(page)
+    keys = ("by_format_year", "by_source_year", "by_format_month", "by_source_month", "finished_by_year_format",
+            "tandem_reads", "weekday_hour_untimed_seconds")
+    assert {key: shown[key] for key in keys} == {key: data[key] for key in keys}
+    assert shown["format"] == report.REPORT_FORMAT == 2
+    assert '<h2 id="formats">Formats and sources</h2>' in page
+    # 2026: 2.0 h ebook, 10.0 h audiobook; 1.7 h KOReader, 0.3 h Kindle, 10.0 h Audible; 12.0 h
+    assert ('<tr><th scope="row">2026</th><td class="n">2.0</td><td class="n">10.0</td><td class="n">1.7</td>'
+            '<td class="n">0.3</td><td class="n">10.0</td><td class="n">12.0</td></tr>') in page
+    assert ('<tr><th scope="row">2025</th><td class="n">1.8</td><td class="n">2.0</td><td class="n muted">–</td>'
+            '<td class="n">1.8</td><td class="n">2.0</td><td class="n">3.8</td></tr>') in page
+    assert "Not in this grid: 12.0 h of Audible listening" in page
+    assert '<h2 id="tandem">Tandem reads <small>(1)</small></h2>' in page
+    assert "<td>The Lantern Keeper</td><td>1 Jan – 28 Jan 2026</td><td>audiobook, ebook</td>" in page
+    assert "4 h ebooks, 12 h audiobooks" in page
+
+
+def test_a_warehouse_of_koreader_alone_says_so_instead_of_a_formats_table(berlin_history, database_url):
+    data = fetch(database_url)
+
+    assert data["by_source_year"] == [{"year": 2026, "koreader_seconds": data["years"][0]["reading_seconds"],
+                                       "kindle_seconds": 0, "audible_seconds": 0}]
+    assert data["weekday_hour_untimed_seconds"] == 0 and data["tandem_reads"] == []
+    page = report.render_report(data, datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc))
+    assert "All reading so far is ebooks from KOReader." in page
+    assert "Not in this grid" not in page and 'id="tandem"' not in page
 
 
 def longest_run(days):
@@ -452,7 +631,8 @@ def test_an_empty_warehouse_gives_a_valid_page_that_says_so(tmp_path, etl, datab
     assert data["books"] == ([] if not tables else [{
         "book_id": data["books"][0]["book_id"], "title": "Stoner", "authors": "John Williams", "series": None,
         "sessions": 0, "reading_seconds": 0, "first_read_at": None, "last_read_at": None, "reads": 0,
-        "status": None, "rating": None, "highlights": 0, "publisher": None, "tags": None, "pages_read": 0}])
+        "status": None, "rating": None, "highlights": 0, "publisher": None, "tags": None, "pages_read": 0,
+        "ebook_seconds": 0, "formats": None}])
 
 
 def test_the_report_replaces_the_file_whole_and_leaves_no_temporary_file(tmp_path, database_url):
@@ -521,6 +701,23 @@ def twenty_years(books=900, seed=5):
         "weekday_hour_seconds": [[rng.randint(0, 90000) for _ in range(24)] for _ in range(7)], "books": rows,
         "authors": [{"name": f"Author {n}", "books": 40, "reading_seconds": 100000 - n} for n in range(10)],
         "finished_by_year": [{"year": year, "books": 30} for year in range(today.year, first.year - 1, -1)],
+        # every source and format in every month, a finish of each kind every year and 60 tandem reads
+        "weekday_hour_untimed_seconds": 3_000_000,
+        "by_format_year": [{"year": y["year"], "ebook_seconds": y["reading_seconds"] * 2 // 3,
+                            "audiobook_seconds": y["reading_seconds"] - y["reading_seconds"] * 2 // 3} for y in years],
+        "by_source_year": [{"year": y["year"], "koreader_seconds": y["reading_seconds"] // 3,
+                            "kindle_seconds": y["reading_seconds"] * 2 // 3 - y["reading_seconds"] // 3,
+                            "audible_seconds": y["reading_seconds"] - y["reading_seconds"] * 2 // 3} for y in years],
+        "by_format_month": [{"month": f"{year}-{month:02d}", "ebook_seconds": 100_000, "audiobook_seconds": 50_000}
+                            for year in range(first.year, today.year + 1) for month in range(1, 13)],
+        "by_source_month": [{"month": f"{year}-{month:02d}", "koreader_seconds": 50_000, "kindle_seconds": 50_000,
+                             "audible_seconds": 50_000}
+                            for year in range(first.year, today.year + 1) for month in range(1, 13)],
+        "finished_by_year_format": [{"year": year, "ebook": 20, "audiobook": 6, "ebook_and_audiobook": 3,
+                                     "status_only": 1} for year in range(today.year, first.year - 1, -1)],
+        "tandem_reads": [{"read_instance_id": str(uuid.UUID(int=n)), "book_id": n, "title": rows[n]["title"],
+                          "first_day": "2025-03-01", "last_day": "2025-04-11", "formats": "audiobook, ebook",
+                          "sessions": 40, "ebook_seconds": 30_000, "audiobook_seconds": 40_000} for n in range(60)],
     }
 
 
@@ -534,7 +731,8 @@ def test_twenty_years_of_daily_reading_and_900_books_make_a_page_under_1_mb():
     assert embedded_data(page) == {**data, "generated_at": "2026-11-24T23:30:00+00:00"}
     assert page.count('<table class="heat cal"') == 21  # one calendar per year, most recent first
     assert page.index("Reading minutes per day in 2026") < page.index("Reading minutes per day in 2006")
-    assert page.count("<tr><td>") == 900  # every book
+    assert page.count("<tr><td>") == 900 + 50  # every book, and the 50 latest tandem reads
+    assert "The 10 earlier ones are in the page's data." in page
     assert "generated 25 Nov 2026, 00:30" in page  # on the reader's clock
 
 
@@ -680,3 +878,12 @@ def test_the_browser_check_sees_requests_and_refusals(tmp_path, browser):
     assert "https://example.invalid/cover.png" in loads["requests"]
     assert "https://example.invalid/cover.png" in blocked["requests"]
     assert blocked["errors"] != []  # the page's own policy refused the image, and the browser says so
+
+
+def test_a_warehouse_of_an_older_release_gives_a_page_that_says_the_next_load_upgrades_it():
+    data = {**report.no_warehouse_data(), "state": "old warehouse"}
+
+    page = report.render_report(data, datetime.datetime(2026, 11, 24, tzinfo=datetime.timezone.utc))
+
+    assert page_problems(page) == []
+    assert "made by an older release of bookhelper-etl: the next load upgrades it" in page
