@@ -89,10 +89,12 @@ class RunContext:
     transaction."""
 
     config: object
-    device_id: int
+    device_id: Optional[int]  # None: no statistics file tonight
     timezone: str
     now: int
-    ensure_books: Callable  # (cursor, books): those no statistics file reports land as books
+    # (cursor, books, adopted=None, source="koreader", stats_source=...): those no statistics file reports land
+    # as books; ``adopted`` gives some the reader's row (book_key -> (book_id, rule)); source names the rows made
+    ensure_books: Callable
 
 
 MAX_INTEGER = 2**31 - 1  # PostgreSQL's integer
