@@ -3,11 +3,16 @@ warehouse, matching across formats and sources, tandem reads, current state."""
 
 import calendar
 import datetime
+import signal
+import subprocess
+import sys
 import zipfile
 from collections import Counter
 
+import psycopg2
 import pytest
-from conftest import query, run_cli
+from conftest import SCRIPT, cli_env, query, run_cli
+from pgtools import wait_for_backends_to_end, wait_for_statement
 
 from bookhelper import audible, kindle
 from bookhelper.exports import open_export, read_rows
@@ -374,3 +379,37 @@ def test_listening_days_number_reads_by_position_and_keep_profiles_apart(tmp_pat
     assert query(database_url, "SELECT title, audio_seconds, source FROM books") == [("Quiet Hours", None, "audible")]
     # The first read reached the end: a finished audiobook (the second, started again, has not yet).
     assert query(database_url, "SELECT count(*) FROM finished_books WHERE formats = 'audiobook'") == [(1,)]
+
+
+def test_a_run_lost_after_all_its_export_writes_leaves_the_warehouse_as_it_was(tmp_path, database_url):
+    older = write_kindle_export(tmp_path / "older", SHEET_INTERVALS[:3], SHEET_TITLES)
+    assert run_exports(tmp_path, database_url, "--kindle-export", older).returncode == 0
+    before = query(database_url, SESSION_ROWS)
+    newer = write_kindle_export(tmp_path / "newer", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS)
+    listening_export = write_audible_export(tmp_path / "audible", {"Account Holder": SHEET_EVENTS})
+    holder = psycopg2.connect(database_url)
+    # the run's last statement waits for this lock, with every write of both exports done in its transaction
+    holder.cursor().execute("LOCK TABLE bookhelper.etl_runs IN EXCLUSIVE MODE")
+    try:
+        env_file = tmp_path / "empty.env"
+        process = subprocess.Popen(
+            [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--kindle-export", str(newer),
+             "--audible-export", str(listening_export)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=cli_env(DATABASE_URL=database_url, HOME=str(tmp_path), ETL_TIMEZONE="UTC", TMPDIR=str(tmp_path)))
+        pid = wait_for_statement(database_url, "INSERT INTO etl_runs")
+        assert pid
+        # the machine goes away: the process is killed and its connection lost with it
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+        query(database_url, "SELECT pg_terminate_backend(%s)", (pid,))
+    finally:
+        holder.close()
+    wait_for_backends_to_end(database_url)
+
+    assert query(database_url, SESSION_ROWS) == before
+    assert query(database_url, "SELECT count(*) FROM bookhelper.audible_days") == [(0,)]
+    again = run_exports(tmp_path, database_url, "--kindle-export", newer, "--audible-export", listening_export)
+    assert again.returncode == 0, again.stderr
+    assert query(database_url, "SELECT data_source, count(*) FROM reading_sessions GROUP BY 1 ORDER BY 1") == [
+        ("audible", 3), ("kindle", 4)]
