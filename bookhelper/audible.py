@@ -43,7 +43,7 @@ from bookhelper.exports import (
     unavailable,
 )
 from bookhelper.matching import asin_key, audiobook_title, match_title_author, titled_books
-from bookhelper.schema import apply_export_sessions, titled_books_json
+from bookhelper.schema import apply_export_sessions, book_keys_json, titled_books_json
 from bookhelper.sessions import Session, exact_seconds, number_reads, reaches_end, read_instance_id
 
 LISTENING_FILES = ("Listening.csv", "Audible.Listening.csv")
@@ -254,13 +254,14 @@ def profile_device(profile: str) -> str:
     return fit_text(DEVICE if profile in ("", "Account Holder") else f"{DEVICE} ({profile})", DEVICE_LENGTH)
 
 
-def day_payload(export: AudibleExport, placed: dict) -> list[dict]:
+def day_payload(export: AudibleExport, placed: dict, keys: dict) -> list[dict]:
     """Day rows per book, profile and day, with exact seconds (each book's millis rounded once), whether the
-    day reaches the end, and its read by the finish rule (per profile)."""
+    day reaches the end, and its read by the finish rule (per profile; its id from the book's key: ``keys``
+    maps the warehouse's book ids, as text, to their keys)."""
     merged: dict[tuple, list] = {}
     for day in export.days:
         book_id, book_key = placed[day.asin]
-        entry = merged.setdefault((str(book_key or book_id), book_id, book_key, day.profile, day.day),
+        entry = merged.setdefault((book_key or keys[str(book_id)], book_id, book_key, day.profile, day.day),
                                   [day.timezone, 0, 0, None, None, None, []])
         entry[1] += day.millis
         entry[2] += day.events
@@ -346,7 +347,8 @@ AUDIBLE_STATE_SQL = """
 SELECT (SELECT value FROM schema_meta WHERE key = 'audible_fingerprint'),
        """ + titled_books_json("^audible:") + """,
        coalesce((SELECT json_agg(json_build_array(asin, book_id) ORDER BY asin) FROM export_match_overrides
-                 WHERE source = 'audible'), '[]')::text;
+                 WHERE source = 'audible'), '[]')::text,
+       """ + book_keys_json("^audible:") + """;
 """
 
 AUDIBLE_SQL = """
@@ -430,9 +432,9 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> AudibleCounts:
     """Place each audiobook on its ebook or a book of its own and replace the export's listening days and
     sessions; one round trip when neither the export nor the warehouse's books changed."""
     cursor.execute(AUDIBLE_STATE_SQL)
-    stored, ebook_rows, override_rows = cursor.fetchone()
-    ebook_rows, override_rows = json.loads(ebook_rows), json.loads(override_rows)
-    fingerprint = state_digest(snapshot.fingerprint, ebook_rows, override_rows)
+    stored, ebook_rows, override_rows, key_rows = cursor.fetchone()
+    ebook_rows, override_rows, keys = json.loads(ebook_rows), json.loads(override_rows), json.loads(key_rows)
+    fingerprint = state_digest(snapshot.fingerprint, ebook_rows, override_rows, keys)
     if fingerprint == stored:
         component_logger("LOAD").info("the Audible export and the books are unchanged since the last run")
         return AudibleCounts()
@@ -453,7 +455,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> AudibleCounts:
         entry["asins"].append(asin)
         if title and title.length_seconds:
             entry["length_seconds"] = max(entry["length_seconds"] or 0, title.length_seconds)
-    days = day_payload(export, placed)
+    days = day_payload(export, placed, keys)
     cursor.execute(repeatable(AUDIBLE_SQL + apply_export_sessions(NAME, "audiobook", LISTENING_FILES[0])),
                    {"days": json.dumps(days), "audiobooks": json.dumps(list(audiobooks.values())),
                     "fingerprint": fingerprint})

@@ -34,7 +34,7 @@ from bookhelper.core import (
 )
 from bookhelper.exports import Export, LazyExport, open_export, read_rows, report_problems, require_columns, unavailable
 from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
-from bookhelper.schema import apply_export_sessions, titled_books_json
+from bookhelper.schema import apply_export_sessions, book_keys_json, titled_books_json
 from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
 
 SESSION_FILE = "Kindle.Devices.ReadingSession.csv"
@@ -283,7 +283,8 @@ SELECT (SELECT value FROM schema_meta WHERE key = 'kindle_fingerprint'),
                        LEFT JOIN book_keys k USING (book_id)
                        WHERE b.asin IS NOT NULL AND (k.book_key IS NULL OR k.book_key NOT LIKE 'kindle:%%')) AS h),
                 '[]')::text,
-       """ + titled_books_json("^(kindle|audible):") + """;
+       """ + titled_books_json("^(kindle|audible):") + """,
+       """ + book_keys_json("^(kindle|audible):") + """;
 """
 
 KINDLE_SQL = """
@@ -318,8 +319,9 @@ def own_book(content_id: str, export: KindleExport, last_read: int) -> Book:
     return Book(f"kindle:{content_id}", title, authors, None, None, None, None, last_read)
 
 
-def session_payload(export: KindleExport, placed: dict, gap_seconds: int) -> list[dict]:
-    """Each book's sessions, with exact seconds (the book's millis, rounded once) and its read."""
+def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int) -> list[dict]:
+    """Each book's sessions, with exact seconds (the book's millis, rounded once) and its read (its id from
+    the book's key: ``keys`` maps the warehouse's book ids, as text, to their keys)."""
     by_book: dict[tuple, list[KindleInterval]] = {}
     for interval in export.intervals:
         by_book.setdefault(placed[interval.content_id], []).append(interval)
@@ -327,7 +329,7 @@ def session_payload(export: KindleExport, placed: dict, gap_seconds: int) -> lis
     for place, intervals in sorted(by_book.items(), key=lambda item: str(item[0])):
         sessions = kindle_sessions(intervals, gap_seconds)
         book_id, book_key = place
-        read_id = read_instance_id(f"{book_key or book_id}/{NAME}", 1)
+        read_id = read_instance_id(f"{book_key or keys[str(book_id)]}/{NAME}", 1)
         for session, seconds in zip(sessions, exact_seconds([s.millis for s in sessions])):
             payload.append({
                 "book_id": book_id, "book_key": book_key, "start_time": naive_utc(session.start),
@@ -340,9 +342,10 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
     """Place each content id on its warehouse book and replace the export's intervals and sessions; one
     round trip when neither the export nor the books holding ASINs changed."""
     cursor.execute(KINDLE_STATE_SQL)
-    stored, holder_rows, book_rows = cursor.fetchone()
-    holder_rows, book_rows = json.loads(holder_rows), json.loads(book_rows)
-    fingerprint = state_digest(snapshot.fingerprint, holder_rows, book_rows, run.config.gap_seconds, run.timezone)
+    stored, holder_rows, book_rows, key_rows = cursor.fetchone()
+    holder_rows, book_rows, keys = json.loads(holder_rows), json.loads(book_rows), json.loads(key_rows)
+    fingerprint = state_digest(snapshot.fingerprint, holder_rows, book_rows, keys, run.config.gap_seconds,
+                               run.timezone)
     if fingerprint == stored:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
@@ -372,7 +375,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         placed[content_id] = (None, book.book_key)
     if own:
         run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
-    payload = session_payload(export, placed, run.config.gap_seconds)
+    payload = session_payload(export, placed, keys, run.config.gap_seconds)
     cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
                    {"sessions": json.dumps(payload), "fingerprint": fingerprint, "timezone": run.timezone})
     counts = dict(cursor.fetchall())

@@ -89,6 +89,13 @@ UNION ALL SELECT 'clashing', count(*) FROM incoming_sessions f
 """ + FORGET_EXPORT_BOOKS_SQL + "SELECT name, n FROM export_counts;"
 
 
+def book_keys_json(excluded: str) -> str:
+    """The job's book keys by book id, as a JSON object, less those matching the regular expression ``excluded``
+    (the source's own books, which its load makes): a read's id derives from its book's key, never from an id."""
+    return ("coalesce((SELECT json_object_agg(book_id, book_key ORDER BY book_id) FROM book_keys"
+            f" WHERE book_key !~ '{excluded}'), '{{}}')::text")
+
+
 def titled_books_json(excluded: str) -> str:
     """The job's books as a JSON array of [book_id, title, first author] (the candidates of the title and
     author rule), less those whose book_key matches the regular expression ``excluded``."""
