@@ -34,6 +34,7 @@ from bookhelper.core import (
 from bookhelper.exports import (
     Export,
     LazyExport,
+    configured_path,
     entry_folder,
     open_export,
     read_header,
@@ -211,6 +212,11 @@ def extract_library(export: Export, problems: Counter) -> dict:
     return titles
 
 
+def listening_layout(header: Sequence[str]) -> str:
+    """Which Listening.csv layout a header is: ``current``, or ``older`` (the single CamelCase file)."""
+    return "older" if "StartDate" in header else "current"
+
+
 def audible_files(path: Path) -> tuple[Export, list[str], list[str]]:
     """The export, its listening files and every file it reads. SourceMissing (66) without the path,
     SourceUnusable (65) without a listening file."""
@@ -230,8 +236,7 @@ def extract_audible_export(path: Path, today: datetime.date) -> AudibleExport:
     pairs = []
     layouts = set()
     for entry in entries:
-        header = read_header(export, entry)
-        layout = "older" if "StartDate" in header else "current"
+        layout = listening_layout(read_header(export, entry))
         layouts.add(layout)
         profile = entry_folder(export, entry)
         profile = "" if profile == "Audible.Listening" else profile
@@ -314,16 +319,14 @@ class AudibleCounts:
 
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     """The export's path, when one is set."""
-    path = values["AUDIBLE_EXPORT"]
-    return Path(path).expanduser() if path else None
+    return configured_path(values["AUDIBLE_EXPORT"])
 
 
 def extract(path: Path, _workdir: Path) -> LazyExport:
     """The export, checked and digested in place (nothing copied, nothing extracted); parsed when loaded."""
     export, entries, read = audible_files(path)
     for entry in entries:
-        header = read_header(export, entry)
-        require_columns(export, entry, LISTENING_LAYOUTS["older" if "StartDate" in header else "current"].values())
+        require_columns(export, entry, LISTENING_LAYOUTS[listening_layout(read_header(export, entry))].values())
     # tomorrow: a listening day of a zone ahead of this machine's may already have begun
     today = datetime.date.today() + datetime.timedelta(days=1)
     return LazyExport(path, export.digest(read), lambda: parse(path, today))

@@ -68,6 +68,11 @@ class Export:
         return digest.hexdigest()
 
 
+def configured_path(value: Optional[str]) -> Optional[Path]:
+    """An export setting's path, when one is set."""
+    return Path(value).expanduser() if value else None
+
+
 def open_export(path: Path, setting: str) -> Export:
     """The export at ``path``, a zip or a folder. SourceMissing (66) when there is none, SourceUnusable (65)
     when it is neither."""

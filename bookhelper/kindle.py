@@ -32,7 +32,16 @@ from bookhelper.core import (
     repeatable,
     state_digest,
 )
-from bookhelper.exports import Export, LazyExport, open_export, read_rows, report_problems, require_columns, unavailable
+from bookhelper.exports import (
+    Export,
+    LazyExport,
+    configured_path,
+    open_export,
+    read_rows,
+    report_problems,
+    require_columns,
+    unavailable,
+)
 from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
 from bookhelper.schema import apply_export_sessions, book_keys_json, titled_books_json
 from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
@@ -247,8 +256,7 @@ class KindleCounts:
 
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
     """The export's path, when one is set."""
-    path = values["KINDLE_EXPORT"]
-    return Path(path).expanduser() if path else None
+    return configured_path(values["KINDLE_EXPORT"])
 
 
 def extract(path: Path, _workdir: Path) -> LazyExport:
