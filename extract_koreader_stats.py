@@ -920,11 +920,17 @@ def transform_census(
         ids_by_key.setdefault(key, []).append(id_book)
         total = totals[key]
         total[0] += count
-        total[1] += duration_sum or 0
+        total[1] = bigint_sum(total[1], duration_sum or 0)
         total[2] = max(total[2], last_start or 0)
         total[3] += future_rows or 0
     fingerprints = {key: Fingerprint(*total, books[key].metadata_hash()) for key, total in totals.items()}
     return Census(rows_read, Counter(dict(problems)), fingerprints, ids_by_key)
+
+
+def bigint_sum(a: int, b: int) -> int:
+    """a + b wrapped into PostgreSQL's bigint: a fingerprint's duration sum must fit its column, and a
+    wrapped sum still changes when a duration does (a file's hostile durations can sum past 2**63)."""
+    return (a + b + 2**63) % 2**64 - 2**63
 
 
 def changed_book_keys(file_prints: dict[str, Fingerprint], stored_prints: dict[str, Fingerprint]) -> list[str]:

@@ -187,6 +187,23 @@ def test_a_start_time_beyond_any_timestamp_is_a_skipped_row(tmp_path, etl, datab
     assert "start_time" in assert_one_skipped_row(result, database_url, len(GOOD_ROWS) + 1)
 
 
+def test_huge_durations_of_a_book_under_two_ids_never_overflow_its_fingerprint(tmp_path, etl, database_url):
+    """Found by the property: a book's fingerprint sums the durations of all its rows (skipped ones too,
+    so that their change is seen), and the sum over two ids of one book passed PostgreSQL's bigint (exit 70)."""
+    twin = book_values(GOOD_BOOKS[0], id=3, title="Good Omens (a copy)")
+    stats = good_file(tmp_path / "statistics.sqlite3", extra_books=[twin],
+                      extra_rows=[(3, 20, T0 + 50_000, 2**63 - 1, 120)])
+
+    result = etl(stats)
+
+    assert_good_run(result)
+    assert query(database_url, STATE_QUERIES["page_views"]) == expected_page_views(GOOD_ROWS, GOOD_KEY_OF)
+    assert "duration" in assert_one_skipped_row(result, database_url, len(GOOD_ROWS) + 1)
+    again = etl(stats)
+    assert_good_run(again)
+    assert query(database_url, "SELECT books_changed FROM etl_runs ORDER BY run_id") == [(2,), (0,)]
+
+
 @pytest.mark.parametrize("total_pages", [2**31, 2**63 - 1], ids=["2**31", "2**63-1"])
 def test_a_total_pages_beyond_postgresqls_integer_never_fails_the_run(tmp_path, etl, database_url, total_pages):
     """The row is skipped with its reason, or (the documented 'none stored') lands with total_pages 0."""
