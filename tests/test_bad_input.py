@@ -12,6 +12,9 @@ from warehouse import table_names
 
 from samples.statistics import generate, write_statistics_file
 
+# Every test here starts from an empty database (what a first run or an upgrade finds).
+pytestmark = pytest.mark.empty_database
+
 
 def missing(tmp_path):
     return tmp_path / "nope" / "statistics.sqlite3"

@@ -5,6 +5,8 @@ import os
 import sqlite3
 import uuid
 
+import pytest
+from catalog import catalog, differences
 from conftest import query, run_cli
 from warehouse import book_seconds, table_names, warehouse_state
 
@@ -159,6 +161,20 @@ def test_rows_living_only_in_the_wal_are_loaded_and_the_synced_folder_is_untouch
     assert len(query(database_url, "SELECT 1 FROM page_views")) == 5
 
 
+@pytest.mark.empty_database
+def test_the_warehouse_the_tests_start_from_is_the_one_a_first_run_creates(tmp_path, etl, database_url, new_database):
+    """Most tests start from a copy of an empty warehouse made once per session (conftest), not from an empty
+    database: that copy must be what a first run makes, object for object."""
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [Book(1, "Stoner", "John Williams", 40, None)],
+                                  [(1, 1, T0, 30, 40)])
+
+    assert etl(stats).returncode == 0
+
+    schemas = ("public", "bookhelper")
+    assert differences(catalog(database_url, schemas), catalog(new_database(warehouse=True), schemas)) == []
+
+
+@pytest.mark.empty_database
 def test_dry_run_counts_exactly_and_leaves_nothing_behind_not_even_the_schema(tmp_path, etl, database_url):
     stats = generate(tmp_path / "statistics.sqlite3", books=6, days=40, seed=11)
 

@@ -278,6 +278,7 @@ def test_a_newer_export_replaces_the_older_and_an_unchanged_one_costs_one_query(
                                                                              ("B0TESTKND1",)]
 
 
+@pytest.mark.empty_database
 def test_missing_exports_exit_66_and_a_dry_run_writes_nothing(tmp_path, database_url):
     missing = run_exports(tmp_path, database_url, "--kindle-export", tmp_path / "nope.zip")
     assert missing.returncode == 66

@@ -49,6 +49,7 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("scenario", sorted(KILL_POINTS))
+@pytest.mark.empty_database
 def test_sigkill_at_any_point_leaves_the_warehouse_as_it_was_and_the_next_run_completes(
     scenario, big_files, etl, database_url, new_database, empty_env_file
 ):

@@ -12,6 +12,9 @@ from warehouse import reading_state
 from bookhelper.schema import SCHEMA_VERSION
 from samples.statistics import Book, write_statistics_file
 
+# Every test here starts from an empty database (what a first run or an upgrade finds).
+pytestmark = pytest.mark.empty_database
+
 T0 = 1_719_860_400  # 2024-07-01 19:00 UTC
 BERLIN_SUMMER = 7200
 SCHEMA_V1 = Path(__file__).with_name("schema_v1.sql")

@@ -242,6 +242,7 @@ def test_a_new_log_file_is_made_0640(tmp_path, etl):
 # Signals ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.empty_database
 def test_sigterm_rolls_back_removes_the_copy_logs_and_pings(tmp_path, database_url, empty_env_file, ping_server):
     url, recorder = ping_server
     stats = generate(tmp_path / "big.sqlite3", books=40, days=900, seed=8)

@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
 
 import extract_koreader_stats as etl_module
@@ -97,6 +98,7 @@ def test_status_shows_the_last_runs_and_each_devices_settings_and_sync(tmp_path,
     assert "The last run was recorded 0 hour(s) 0 minute(s) ago." in out
 
 
+@pytest.mark.empty_database
 def test_status_on_an_empty_warehouse_says_so(database_url, empty_env_file):
     result = run_cli("--status", env_file=empty_env_file, DATABASE_URL=database_url)
     assert result.returncode == 0

@@ -460,6 +460,7 @@ def test_the_report_reads_in_two_round_trips_however_large_the_history(berlin_hi
     assert report_round_trips(database_url) == ("ok", 2)
 
 
+@pytest.mark.empty_database
 def test_a_database_without_the_warehouse_takes_one_round_trip(database_url):
     assert report_round_trips(database_url) == ("no warehouse", 1)
 
@@ -614,6 +615,7 @@ def test_the_page_check_finds_what_would_break_the_page(change, problem):
 
 
 @pytest.mark.parametrize("tables", [False, True])
+@pytest.mark.empty_database
 def test_an_empty_warehouse_gives_a_valid_page_that_says_so(tmp_path, etl, database_url, tables):
     if tables:  # a load of a file that holds books but no page rows yet
         stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "John Williams", 100, "e" * 32)], [])

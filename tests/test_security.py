@@ -114,6 +114,7 @@ def test_a_password_never_reaches_the_terminal_or_the_log_file(tmp_path, empty_e
     assert "reader@127.0.0.1" in everything
 
 
+@pytest.mark.empty_database
 def test_a_remote_host_is_never_reached_in_plain_text(tmp_path, database_url, empty_env_file):
     """libpq's own default (prefer) would fall back to plain text with a server that has no TLS."""
     if query(database_url, "SHOW ssl") == [("on",)]:

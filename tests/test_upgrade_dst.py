@@ -18,6 +18,9 @@ from warehouse import book_seconds, reading_state
 
 from samples.statistics import Book, write_statistics_file
 
+# Every test here starts from an empty database (what a first run or an upgrade finds).
+pytestmark = pytest.mark.empty_database
+
 SCHEMA_V1 = Path(__file__).with_name("schema_v1.sql")
 STONER = Book(1, "Stoner", "John Williams", 300, "e" * 32)
 STONER_KEY = "md5:" + "e" * 32
