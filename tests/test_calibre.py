@@ -278,7 +278,7 @@ def test_a_book_matched_by_title_is_matched_by_its_file_once_the_file_appears(tm
 
     assert etl(stats, "--calibre-library", library.metadata_db.parent).returncode == 0
 
-    once = new_database()
+    once = new_database(warehouse=True)
     assert etl(stats, "--calibre-library", library.metadata_db.parent, DATABASE_URL=once).returncode == 0
     assert query(database_url, MATCHES) == query(once, MATCHES)
     assert [rule for _key, _id, rule in query(database_url, MATCHES)] == ["file_md5"]

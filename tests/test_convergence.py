@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import empty_warehouse, query, run_cli
+from conftest import query, reset_warehouse, run_cli
 from helpers import T0, book_rows, environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -21,7 +21,7 @@ from samples.statistics import Book, write_statistics_file
 
 def fresh_load(new_database, env_file, loads):
     """A new warehouse loaded once with ``loads``: (stats file, device, settings) each."""
-    url = new_database()
+    url = new_database(warehouse=True)
     for stats, device, run_settings in loads:
         result = run_cli("--stats-db", stats, "--device", device, env_file=env_file, DATABASE_URL=url, **run_settings)
         assert result.returncode == 0, result.stderr
@@ -218,12 +218,12 @@ def load_in_process(url, path, device, env_file, run):
 @settings(max_examples=examples(15), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(history=histories())
-def test_property_any_history_of_runs_equals_one_fresh_load_of_the_final_files(history, new_database_pair,
+def test_property_any_history_of_runs_equals_one_fresh_load_of_the_final_files(history, two_warehouses,
                                                                                  empty_env_file):
     devices, runs = history
-    step_by_step, once = new_database_pair
-    empty_warehouse(step_by_step)
-    empty_warehouse(once)
+    step_by_step, once = two_warehouses
+    reset_warehouse(step_by_step)
+    reset_warehouse(once)
     final_version = {}
     with tempfile.TemporaryDirectory() as directory:
         def file_of(device, version):
@@ -243,11 +243,6 @@ def test_property_any_history_of_runs_equals_one_fresh_load_of_the_final_files(h
             load_in_process(once, file_of(device, version), device, empty_env_file, final_run)
 
     assert reading_state(step_by_step) == reading_state(once)
-
-
-@pytest.fixture
-def new_database_pair(new_database):
-    return new_database(), new_database()
 
 
 

@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from conftest import empty_warehouse, query
+from conftest import query, reset_warehouse
 from helpers import environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -189,12 +189,12 @@ def run(url, env_file, night, paths):
        kindle=kindle_rows, audible=audible_rows, export_cuts=st.lists(st.integers(0, 8), min_size=2, max_size=2),
        history=st.lists(nights, min_size=1, max_size=5),
        final_sources=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)))
-def test_property_any_history_over_all_inputs_equals_one_fresh_load(new_database, empty_env_file, rows, cuts,
+def test_property_any_history_over_all_inputs_equals_one_fresh_load(two_warehouses, empty_env_file, rows, cuts,
                                                                     sidecars, libraries, kindle, audible, export_cuts,
                                                                     history, final_sources):
-    step_by_step, once = new_database(), new_database()
-    empty_warehouse(step_by_step)
-    empty_warehouse(once)
+    step_by_step, once = two_warehouses
+    reset_warehouse(step_by_step)
+    reset_warehouse(once)
     final_rows = sorted({(book, page, T0 + start): (book, page, T0 + start, duration, 40)
                          for book, page, start, duration in rows}.values())
     with tempfile.TemporaryDirectory() as directory:

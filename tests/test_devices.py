@@ -29,7 +29,7 @@ def test_two_synced_devices_in_any_order_and_number_count_every_row_once(tmp_pat
 
 def test_the_same_files_in_another_order_give_the_same_page_rows(tmp_path, etl, new_database, empty_env_file):
     path_a, path_b, _expected = synced_files(tmp_path)
-    first, second = new_database(), new_database()
+    first, second = new_database(warehouse=True), new_database(warehouse=True)
     for url, order in ((first, (path_a, path_b)), (second, (path_b, path_a))):
         for path, device in zip(order, ("one", "two")):
             assert run_cli("--stats-db", path, "--device", device, env_file=empty_env_file,
@@ -94,7 +94,7 @@ def test_late_rows_in_a_later_copy_are_loaded_as_one_load_of_the_final_file(
 
     assert etl(first).returncode == 0
     second = etl(final)
-    once = new_database()
+    once = new_database(warehouse=True)
     assert run_cli("--stats-db", final, env_file=empty_env_file, DATABASE_URL=once, ETL_TIMEZONE="UTC").returncode == 0
 
     assert second.returncode == 0
@@ -127,7 +127,7 @@ def test_read_ids_are_stable_across_reruns_and_machines(tmp_path, etl, database_
     assert etl(stats).returncode == 0
     ids = query(database_url, "SELECT read_number, read_instance_id FROM reading_sessions ORDER BY start_time")
     assert etl(stats).returncode == 0
-    elsewhere = new_database()
+    elsewhere = new_database(warehouse=True)
     assert run_cli("--stats-db", stats, env_file=empty_env_file, DATABASE_URL=elsewhere).returncode == 0
 
     expected = [(n, str(uuid.uuid3(READ_NAMESPACE, f"md5:{'f' * 32}/read/{n}"))) for n in (1, 2)]

@@ -7,11 +7,12 @@ import uuid
 
 import pytest
 from catalog import catalog, differences
-from conftest import query, run_cli
+from conftest import query, reset_warehouse, run_cli
 from warehouse import book_seconds, table_names, warehouse_state
 
 import extract_koreader_stats as etl_module
 from bookhelper.core import make_book_key
+from bookhelper.schema import SCHEMA_VERSION
 from bookhelper.sessions import READ_NAMESPACE
 from samples.statistics import Book, close_wal_writers, generate, write_statistics_file
 
@@ -130,7 +131,7 @@ def test_a_grown_copy_extends_a_partial_session_exactly_like_one_load_of_the_new
     grown = etl(second)
 
     assert grown.returncode == 0, grown.stderr
-    once = new_database()
+    once = new_database(warehouse=True)
     assert run_cli("--stats-db", second, env_file=empty_env_file, DATABASE_URL=once).returncode == 0
     assert warehouse_state(database_url) == warehouse_state(once)
     assert len(query(database_url, "SELECT 1 FROM reading_sessions")) == 1
@@ -171,7 +172,20 @@ def test_the_warehouse_the_tests_start_from_is_the_one_a_first_run_creates(tmp_p
     assert etl(stats).returncode == 0
 
     schemas = ("public", "bookhelper")
-    assert differences(catalog(database_url, schemas), catalog(new_database(warehouse=True), schemas)) == []
+    copy = new_database(warehouse=True)
+    assert differences(catalog(database_url, schemas), catalog(copy, schemas)) == []
+    # What the properties do between examples gives the same warehouse again: no row but the version, every
+    # identity restarted.
+    reset_warehouse(database_url)
+    contents = """SELECT format('%I.%I', schemaname, tablename) FROM pg_tables
+                  WHERE schemaname IN ('public', 'bookhelper') ORDER BY 1"""
+    for url in (database_url, copy):
+        tables = [name for (name,) in query(url, contents)]
+        assert [name for name in tables if query(url, f"SELECT count(*) FROM {name}") != [(0,)]] == [
+            "bookhelper.schema_meta"]
+        assert query(url, "SELECT key, value FROM schema_meta") == [("schema_version", str(SCHEMA_VERSION))]
+        assert query(url, "SELECT count(*) FROM pg_sequences WHERE schemaname IN ('public', 'bookhelper')"
+                          " AND last_value IS NOT NULL") == [(0,)]
 
 
 @pytest.mark.empty_database

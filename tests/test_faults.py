@@ -174,7 +174,7 @@ def test_a_backend_terminated_mid_run_is_retried_as_a_whole_transaction(
 
     assert process.returncode == 0, err
     assert "retrying the whole transaction" in err
-    once = new_database()
+    once = new_database(warehouse=True)
     if scenario == "first load":
         assert run_cli("--stats-db", tmp_path / "e.sqlite3", env_file=empty_env_file, DATABASE_URL=once,
                        ETL_TIMEZONE="UTC").returncode == 0

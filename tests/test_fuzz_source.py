@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import ISOLATED_SETTINGS, empty_warehouse, query
+from conftest import ISOLATED_SETTINGS, query, reset_warehouse
 from helpers import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -537,7 +537,7 @@ def good_state(url):
 
 
 def reset(url):
-    empty_warehouse(url)
+    reset_warehouse(url)
 
 
 def run_in_process(url, stats, env_file):

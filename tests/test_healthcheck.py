@@ -18,6 +18,9 @@ from warehouse import table_names
 
 from samples.statistics import generate
 
+# Runs that fail before anything runs must leave no table behind: each test starts from an empty database.
+pytestmark = pytest.mark.empty_database
+
 PASSWORD = "s3cr3t-Ping-pw"
 TIMEOUT = "1"  # ETL_HEALTHCHECK_TIMEOUT for every run: a hanging endpoint costs a second per ping
 HANG_SECONDS = 12.0  # a hanging endpoint gives up after this, so that no test can wait forever

@@ -111,7 +111,7 @@ def test_loads_dry_runs_and_concurrent_runs_work_through_a_transaction_pooler(
     status = run_cli("--status", env_file=empty_env_file, DATABASE_URL=pooled_url)
     assert status.returncode == 0, status.stderr
 
-    direct = new_database()
+    direct = new_database(warehouse=True)
     assert run_cli("--stats-db", big, env_file=empty_env_file, DATABASE_URL=direct, ETL_TIMEZONE="UTC").returncode == 0
     assert reading_state(database_url) == reading_state(direct)
     assert query(database_url, "SELECT count(*) FROM etl_runs") == [(4,)]

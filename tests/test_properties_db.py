@@ -7,8 +7,7 @@ process (the CLI tests cover the subprocess path).
 import tempfile
 from pathlib import Path
 
-import pytest
-from conftest import empty_warehouse, query
+from conftest import query, reset_warehouse
 from helpers import GAP, T0, book_rows, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -36,15 +35,10 @@ def load(url, rows, env_file, name="statistics.sqlite3", *extra):
     assert code == 0
 
 
-@pytest.fixture
-def two_databases(new_database):
-    return new_database(), new_database()
-
-
 @DB_SETTINGS
 @given(rows=rows_strategy)
 def test_property_sessions_in_the_warehouse_follow_the_python_rule(rows, database_url, empty_env_file):
-    empty_warehouse(database_url)
+    reset_warehouse(database_url)
     load(database_url, rows, empty_env_file)
 
     for book in BOOKS:
@@ -68,11 +62,11 @@ def test_property_sessions_in_the_warehouse_follow_the_python_rule(rows, databas
 @DB_SETTINGS
 @given(rows=rows_strategy, cut=st.integers(0, 30_000), rnd=st.randoms(use_true_random=False))
 def test_property_an_earlier_copy_then_the_full_file_equals_one_load_of_the_full_file(
-    rows, cut, rnd, two_databases, empty_env_file
+    rows, cut, rnd, two_warehouses, empty_env_file
 ):
-    step_by_step, once = two_databases
-    empty_warehouse(step_by_step)
-    empty_warehouse(once)
+    step_by_step, once = two_warehouses
+    reset_warehouse(step_by_step)
+    reset_warehouse(once)
     # An earlier copy: the rows up to a moment, less a few older ones that another device merges in later.
     earlier = [r for r in rows if r[2] < T0 + cut and rnd.random() > 0.2]
 

@@ -7,6 +7,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from catalog import catalog, missing_or_changed
 from conftest import ROOT, query
 from warehouse import reading_state
@@ -30,6 +31,7 @@ def good_omens(tmp_path, pages=5, name="statistics.sqlite3"):
 # The catalog --------------------------------------------------------------------------------------
 
 
+@pytest.mark.empty_database
 def test_a_fresh_warehouse_holds_the_readers_schema_exactly_with_ours_only_added(
     tmp_path, etl, database_url, reader_database
 ):
@@ -323,6 +325,6 @@ def test_a_book_the_reader_deletes_comes_back_whole_from_the_file_and_nothing_do
 
     assert etl(stats).returncode == 0
 
-    once = new_database()
+    once = new_database(warehouse=True)
     assert etl(stats, DATABASE_URL=once).returncode == 0
     assert reading_state(database_url) == reading_state(once)

@@ -271,7 +271,7 @@ SIDECAR_STATE = (SIDECAR_ROWS, HIGHLIGHT_ROWS,
 
 
 def fresh_load(etl_cli, new_database, stats, folder):
-    url = new_database()
+    url = new_database(warehouse=True)
     assert etl_cli(stats, "--sidecar-dir", folder, DATABASE_URL=url).returncode == 0
     return [query(url, statement) for statement in SIDECAR_STATE]
 
