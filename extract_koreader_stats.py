@@ -18,6 +18,7 @@ import argparse
 import base64
 import datetime
 import functools
+import hashlib
 import itertools
 import json
 import logging
@@ -43,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from bookhelper import audible, calibre, kindle, sidecars
+from bookhelper import audible, calibre, kindle, sidecars, sqlite_pages
 from bookhelper.core import (
     DEVICE_LENGTH,
     EXIT_INTERNAL,
@@ -266,6 +267,8 @@ RUN_SETTINGS = (
     Setting("ETL_HEALTHCHECK_TIMEOUT", "10", "seconds a healthcheck ping may take"),
     Setting("ETL_STALE_AFTER_DAYS", "7", "warn (exit 79) when the file has no new reading for this long; 0: never"),
     Setting("ETL_REPORT_FILE", None, "after a successful load, also write the HTML report here"),
+    Setting("ETL_CACHE_DIR", None, "folder of the census cache, so that a night reads only the pages of the file "
+            "that changed [systemd's CacheDirectory, else ~/.cache/bookhelper-etl]"),
     Setting("ETL_TANDEM_MIN_OVERLAP_DAYS", "7",
             "days an audiobook read and an ebook read of one book overlap to be one (tandem) read; 0: any overlap"),
 )
@@ -302,6 +305,7 @@ class Config:
     stale_after_days: int
     tandem_days: int
     report_file: Optional[Path]
+    cache_dir: Path
     env_file: Path
     env_file_loaded: bool
     run_id: str
@@ -518,11 +522,21 @@ def load_config(args: argparse.Namespace) -> Config:
         stale_after_days=_int_setting("ETL_STALE_AFTER_DAYS", setting("ETL_STALE_AFTER_DAYS"), 0, 36500),
         tandem_days=_int_setting("ETL_TANDEM_MIN_OVERLAP_DAYS", setting("ETL_TANDEM_MIN_OVERLAP_DAYS"), 0, 36500),
         report_file=Path(report_file).expanduser() if report_file else None,
+        cache_dir=cache_folder(setting("ETL_CACHE_DIR")),
         env_file=env_file,
         env_file_loaded=loaded,
         run_id=str(uuid.uuid4()),
         started_at=time.time(),
     )
+
+
+def cache_folder(configured: Optional[str]) -> Path:
+    """ETL_CACHE_DIR, else the folder systemd made for the unit (CacheDirectory=), else the user's cache."""
+    if configured:
+        return Path(configured).expanduser()
+    if os.environ.get("CACHE_DIRECTORY"):
+        return Path(os.environ["CACHE_DIRECTORY"].split(":")[0])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bookhelper-etl"
 
 
 def statistics_file(path: str, explicit: bool, sources: dict) -> Optional[Path]:
@@ -639,10 +653,16 @@ def check_source_file(path: Path) -> int:
 
 
 def prepare_snapshot(conn: sqlite3.Connection) -> None:
-    """The snapshot connection's temporary tables: KOReader ids that identify no book, and the
-    KOReader id -> warehouse book_id map of the books being sent. (Temporary tables never touch the file.)"""
+    """The snapshot connection's temporary tables: KOReader ids that identify no book, the KOReader id ->
+    warehouse book_id map of the books being sent, and the census's leaves and parts. (Temporary tables never
+    touch the file.)"""
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS unusable_books (id_book INTEGER PRIMARY KEY)")
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS book_map (id_book INTEGER PRIMARY KEY, book_id INTEGER)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS census_leaves (leaf INTEGER PRIMARY KEY, first_rowid INTEGER,"
+                 " last_rowid INTEGER, cells INTEGER, digest BLOB, known INTEGER)")
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS census_parts (leaf INTEGER, id_book, problem TEXT,"
+                 " row_count INTEGER, duration_sum INTEGER, last_start INTEGER, future_rows INTEGER,"
+                 " wide_rows INTEGER)")
 
 
 def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]:
@@ -691,11 +711,14 @@ def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
     ).fetchall()
 
 
-# Why a page row is skipped, as (reason, SQLite condition), tested in this order.
-PAGE_ROW_PROBLEMS = (
+# Why a page row is skipped, as (reason, SQLite condition), tested in this order: first what its book id names,
+# then its own values.
+BOOK_ROW_PROBLEMS = (
     ("no book id", "p.id_book IS NULL"),
     ("unknown book", "b.id IS NULL"),
     ("book without title or md5", "p.id_book IN temp.unusable_books"),
+)
+VALUE_ROW_PROBLEMS = (
     (
         "not a number",
         "typeof(p.page) <> 'integer' OR typeof(p.start_time) <> 'integer' OR typeof(p.duration) <> 'integer'",
@@ -705,36 +728,201 @@ PAGE_ROW_PROBLEMS = (
     ("page below 1", "p.page < 1"),
     ("page out of range", f"p.page > {MAX_INTEGER}"),
 )
-PAGE_ROW_PROBLEM_SQL = (
-    "CASE " + " ".join(f"WHEN {cond} THEN '{reason}'" for reason, cond in PAGE_ROW_PROBLEMS) + " END"
+
+
+def problem_case(problems: Sequence[tuple[str, str]], otherwise: str = "NULL") -> str:
+    """The SQL CASE naming the first of ``problems`` a row has (``otherwise`` when it has none)."""
+    return "CASE " + " ".join(f"WHEN {cond} THEN '{reason}'" for reason, cond in problems) + f" ELSE {otherwise} END"
+
+
+PAGE_ROW_PROBLEM_SQL = problem_case(BOOK_ROW_PROBLEMS + VALUE_ROW_PROBLEMS)
+
+# KOReader's page_stat_data, column by column: a census may reuse what it counted in an unchanged leaf page
+# only when the rows are these five columns (an added column could hold text that spills out of the page).
+PAGE_STAT_COLUMNS = ("id_book", "page", "start_time", "duration", "total_pages")
+CENSUS_CACHE_VERSION = 1
+
+# The census counts each leaf page of page_stat_data apart, in parts. Per leaf and book id, one part of all
+# its rows (problem NULL): count, duration sum, last start, rows that may still wait, and rows whose book id is
+# text or a blob (it comes first in the row: a long one pushes the numbers onto overflow pages, where they can
+# change while the leaf stays the same); and one part per value problem of the rows that have it (a row with a
+# book problem is counted by its book id's part). A text or blob book id names no book, as 0.5 does not: it is
+# kept as 0.5.
+CENSUS_ID_BOOK_SQL = "CASE WHEN typeof(p.id_book) IN ('text', 'blob') THEN 0.5 ELSE p.id_book END"
+CENSUS_PARTS_SQL = (
+    f"""INSERT INTO temp.census_parts
+    SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, NULL, count(*), CAST(total(p.duration) AS INTEGER),
+           CAST(max(p.start_time) AS INTEGER), sum(p.start_time > :waiting),
+           sum(typeof(p.id_book) IN ('text', 'blob'))
+    FROM temp.census_leaves l CROSS JOIN page_stat_data p {{rows}} WHERE NOT l.known GROUP BY l.leaf, 2""",
+    f"""INSERT INTO temp.census_parts (leaf, id_book, problem, row_count)
+    SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, {problem_case(VALUE_ROW_PROBLEMS)} AS problem, count(*)
+    FROM temp.census_leaves l CROSS JOIN page_stat_data p {{rows}} WHERE NOT l.known AND problem IS NOT NULL
+    GROUP BY l.leaf, 2, 3""",
 )
+# Each leaf's rows; without leaves, the one pseudo-leaf is the whole table (which may not even have rowids).
+LEAF_ROWS_SQL = "ON p.rowid BETWEEN l.first_rowid AND l.last_rowid"
+# A row's problem: its book id's, else its own value's; a part of all rows counts for the first, a part of one
+# value problem for the second.
+CENSUS_PROBLEMS_SQL = f"""
+SELECT coalesce(book_problem, problem), sum(row_count)
+FROM (SELECT {problem_case(BOOK_ROW_PROBLEMS)} AS book_problem, p.problem, p.row_count
+      FROM temp.census_parts p LEFT JOIN book b ON b.id = p.id_book)
+WHERE (book_problem IS NULL) <> (problem IS NULL) GROUP BY 1"""
+CENSUS_PER_BOOK_SQL = """
+SELECT id_book, sum(row_count), CAST(total(duration_sum) AS INTEGER), max(last_start), sum(future_rows)
+FROM temp.census_parts WHERE problem IS NULL GROUP BY id_book"""
 
 
-def extract_page_census(conn: sqlite3.Connection, now: int, unusable: Sequence[int]) -> tuple[list, list]:
-    """Count the page rows in two passes inside SQLite (one pass grouping the checks per book id was
-    measured twice as slow).
+# The whole table as one leaf that is never reused: the census of a file whose pages cannot be read.
+WHOLE_TABLE = sqlite_pages.Leaf(sqlite_pages.MIN_ROWID, sqlite_pages.MAX_ROWID, -1, b"")
 
-    Returns the skipped rows by reason, from a plain scan (cheap: valid rows only pass the
-    checks), and per KOReader book id the fingerprint of all its rows: count, duration sum,
-    last start and rows dated after the valid window (they become valid as time passes).
-    Grouping by book id alone follows the table's (id_book, page, start_time) index.
+
+def page_leaves(conn: sqlite3.Connection) -> Optional[list[sqlite_pages.Leaf]]:
+    """The leaf pages of the snapshot's page_stat_data, or None when they cannot be told apart safely: not
+    KOReader's five columns, not an ordinary table, a -wal that would not fold into the file."""
+    columns = tuple(row[1] for row in conn.execute("PRAGMA table_info(page_stat_data)"))
+    table = conn.execute(
+        "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'page_stat_data'"
+        " AND sql NOT LIKE '%WITHOUT ROWID%'"
+    ).fetchone()
+    if columns != PAGE_STAT_COLUMNS or not table:
+        return None
+    # The snapshot is ours: fold its -wal into the file, so that every page is read where the file has it.
+    busy, wal_pages, folded = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    if busy or wal_pages != folded:
+        return None
+    path = conn.execute("PRAGMA database_list").fetchone()[2]
+    return sqlite_pages.table_leaves(Path(path), table[0])
+
+
+class CensusCache:
+    """What the census counted in each leaf page of a statistics file, by a digest of the page's bytes: an
+    SQLite file in the cache folder, one per statistics file. Only a speed-up: a missing, unreadable or
+    outdated cache makes the census read the whole file, with the same result."""
+
+    def __init__(self, path: Path, writable: bool):
+        self.path, self.writable = path, writable
+        self.attached = False
+
+    def attach(self, conn: sqlite3.Connection) -> bool:
+        """Attach the cache to the snapshot connection; False (and no cache tonight) when it cannot be."""
+        conn.commit()
+        try:
+            if self.writable:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            elif not self.path.exists():  # a dry run creates nothing
+                return False
+            conn.execute("ATTACH DATABASE ? AS census_cache", (str(self.path),))
+            self.attached = True
+            version = conn.execute("PRAGMA census_cache.user_version").fetchone()[0]
+            if version != CENSUS_CACHE_VERSION and self.writable:
+                conn.execute("DROP TABLE IF EXISTS census_cache.leaf")
+                conn.execute("DROP TABLE IF EXISTS census_cache.part")
+                conn.execute(
+                    "CREATE TABLE census_cache.leaf (digest BLOB PRIMARY KEY, newest_start INTEGER) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "CREATE TABLE census_cache.part (digest BLOB NOT NULL, id_book, problem TEXT,"
+                    " row_count INTEGER, duration_sum INTEGER, last_start INTEGER)"
+                )
+                conn.execute("CREATE INDEX census_cache.part_digest ON part (digest)")
+                conn.execute(f"PRAGMA census_cache.user_version = {CENSUS_CACHE_VERSION}")
+                conn.commit()
+            elif version != CENSUS_CACHE_VERSION:
+                raise sqlite3.DatabaseError(f"cache version {version}")
+        except (OSError, sqlite3.Error) as exc:
+            self.detach(conn)
+            component_logger("EXTRACT").info("no census cache tonight (%s: %s); the whole file is read", self.path,
+                                             getattr(exc, "strerror", None) or exc)
+            return False
+        return True
+
+    def reuse(self, conn: sqlite3.Connection, waiting: int) -> None:
+        """Put the counted parts of the leaves that did not change into temp.census_parts."""
+        conn.execute(
+            """UPDATE temp.census_leaves SET known = 1 WHERE digest IN
+               (SELECT digest FROM census_cache.leaf WHERE newest_start IS NULL OR newest_start <= ?)""",
+            (waiting,),
+        )
+        conn.execute(
+            """INSERT INTO temp.census_parts
+               SELECT l.leaf, c.id_book, c.problem, c.row_count, c.duration_sum, c.last_start, 0, 0
+               FROM temp.census_leaves l JOIN census_cache.part c ON c.digest = l.digest WHERE l.known"""
+        )
+
+    def store(self, conn: sqlite3.Connection) -> None:
+        """Keep the parts of the leaves read tonight whose counted values are all inside their page (no text or
+        blob book id before them, page, start and duration all integers: a value on overflow pages could change
+        without its leaf), and forget the leaves the file no longer has. A leaf whose rows may still wait is
+        kept too: it is reused once its newest start has left the window."""
+        if not self.writable:
+            return
+        try:
+            conn.execute(
+                """CREATE TEMP TABLE census_new AS
+                   SELECT l.leaf, l.digest, max(p.last_start) AS newest_start
+                   FROM temp.census_leaves l JOIN temp.census_parts p ON p.leaf = l.leaf
+                   WHERE NOT l.known GROUP BY l.leaf
+                   HAVING sum(p.row_count) FILTER (WHERE p.problem IS NULL) = l.cells AND sum(p.wide_rows) = 0
+                      AND count(*) FILTER (WHERE p.problem = 'not a number') = 0"""
+            )
+            conn.execute("DELETE FROM census_cache.part WHERE digest NOT IN (SELECT digest FROM temp.census_leaves)"
+                         " OR digest IN (SELECT digest FROM temp.census_new)")
+            conn.execute("DELETE FROM census_cache.leaf WHERE digest NOT IN (SELECT digest FROM temp.census_leaves)")
+            conn.execute("INSERT OR REPLACE INTO census_cache.leaf SELECT digest, newest_start FROM temp.census_new")
+            conn.execute(
+                """INSERT INTO census_cache.part
+                   SELECT n.digest, p.id_book, p.problem, p.row_count, p.duration_sum, p.last_start
+                   FROM temp.census_new n JOIN temp.census_parts p ON p.leaf = n.leaf"""
+            )
+            conn.commit()
+        except sqlite3.Error as exc:
+            conn.rollback()
+            component_logger("EXTRACT").info("the census cache %s was not updated (%s)", self.path, exc)
+        finally:
+            conn.execute("DROP TABLE IF EXISTS temp.census_new")
+
+    def detach(self, conn: sqlite3.Connection) -> None:
+        if self.attached:
+            conn.commit()
+            conn.execute("DETACH DATABASE census_cache")
+            self.attached = False
+
+
+def extract_page_census(
+    conn: sqlite3.Connection, now: int, unusable: Sequence[int], cache: Optional[CensusCache] = None
+) -> tuple[list, list]:
+    """Count the page rows inside SQLite, leaf page by leaf page of the table (two passes: one grouping every
+    check per row was measured slower).
+
+    Returns the skipped rows by reason and, per KOReader book id, the fingerprint of all its rows: count,
+    duration sum, last start and rows dated after the valid window (they become valid as time passes). With
+    a ``cache``, a leaf page whose bytes did not change since a run counted it (and whose rows cannot wait)
+    is not read again: a nightly run reads the few pages that changed (docs/performance.md).
     """
+    # Before any write to the snapshot's temporary tables: a checkpoint or ATTACH needs no open transaction.
+    leaves = page_leaves(conn)
+    if not (leaves and cache and cache.attach(conn)):
+        cache = None
     conn.execute("DELETE FROM temp.unusable_books")
     conn.executemany("INSERT INTO temp.unusable_books VALUES (?)", [(i,) for i in unusable])
     bounds = page_row_bounds(now)
-    problems = conn.execute(
-        f"""SELECT problem, count(*)
-            FROM (SELECT {PAGE_ROW_PROBLEM_SQL} AS problem FROM page_stat_data p LEFT JOIN book b ON b.id = p.id_book)
-            WHERE problem IS NOT NULL GROUP BY problem""",
-        bounds,
-    ).fetchall()
-    per_book = conn.execute(
-        """SELECT CASE WHEN typeof(id_book) IN ('integer', 'real') THEN id_book END, count(*),
-                  CAST(total(duration) AS INTEGER), CAST(max(start_time) AS INTEGER), sum(start_time > :waiting)
-           FROM page_stat_data GROUP BY id_book""",
-        bounds,
-    ).fetchall()
-    return problems, per_book
+    conn.execute("DELETE FROM temp.census_leaves")
+    conn.execute("DELETE FROM temp.census_parts")
+    conn.executemany(
+        "INSERT INTO temp.census_leaves VALUES (?, ?, ?, ?, ?, 0)",
+        ((index, leaf.first_rowid, leaf.last_rowid, leaf.cells, leaf.digest)
+         for index, leaf in enumerate(leaves or [WHOLE_TABLE])),
+    )
+    if cache:
+        cache.reuse(conn, bounds["waiting"])
+    for statement in CENSUS_PARTS_SQL:
+        conn.execute(statement.format(rows=LEAF_ROWS_SQL if leaves else ""), bounds)
+    if cache:
+        cache.store(conn)
+        cache.detach(conn)
+    return conn.execute(CENSUS_PROBLEMS_SQL).fetchall(), conn.execute(CENSUS_PER_BOOK_SQL).fetchall()
 
 
 # Rows this recent are counted apart in a book's fingerprint: a session cannot start after the run's now, and a
@@ -2194,6 +2382,12 @@ def stale_warning(path: Path, newest_start: Optional[int], modified_at: float, n
             f"syncs the device (folder paused, device offline, a .sync-conflict file beside it)")
 
 
+def census_cache(config: Config) -> CensusCache:
+    """The census cache of the configured statistics file (a dry run reads it and writes nothing)."""
+    name = hashlib.sha256(str(config.stats_db.resolve()).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return CensusCache(config.cache_dir / f"census-{name}.sqlite3", writable=not config.dry_run)
+
+
 def extract(config: Config, workdir: Path) -> StatisticsSnapshot:
     """Snapshot, check and census the statistics file."""
     now = int(time.time())
@@ -2201,7 +2395,7 @@ def extract(config: Config, workdir: Path) -> StatisticsSnapshot:
     modified_at = config.stats_db.stat().st_mtime
     try:
         books, key_of, unusable = transform_books(extract_book_rows(conn))
-        census = transform_census(*extract_page_census(conn, now, unusable), books, key_of)
+        census = transform_census(*extract_page_census(conn, now, unusable, census_cache(config)), books, key_of)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise SourceUnusable(f"{config.stats_db}: cannot be read ({exc}); copy it from the device again") from None

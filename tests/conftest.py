@@ -26,7 +26,8 @@ SCRIPT = ROOT / "extract_koreader_stats.py"
 
 # Settings the tests never inherit from the machine running them: every setting of the job (derived, so a
 # new source's setting is never forgotten) and what changes how it logs or connects.
-ISOLATED_SETTINGS = tuple(s.env for s in extract_koreader_stats.SETTINGS) + ("JOURNAL_STREAM", "PGSSLMODE", "PGHOST")
+ISOLATED_SETTINGS = tuple(s.env for s in extract_koreader_stats.SETTINGS) + (
+    "JOURNAL_STREAM", "PGSSLMODE", "PGHOST", "CACHE_DIRECTORY")
 
 
 def pytest_configure(config):
@@ -38,10 +39,26 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """A test that talks to the server under test is marked ``database``: the pass against the second
-    server (scripts/test.sh) runs only those; the others gain nothing from a second server."""
+    server (scripts/test.sh) runs only those; the others gain nothing from a second server. Tests marked
+    ``slow`` go first: handed out last, one would keep a single worker busy after the others are done."""
     for item in items:
         if "pg_server_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.database)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def census_cache_home(tmp_path_factory):
+    """Every run's census cache goes to a folder of the session (the default is the user's ~/.cache): a test
+    that runs the job twice on one file reads the cache as a nightly run does."""
+    folder = tmp_path_factory.mktemp("cache")
+    saved = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(folder)
+    yield folder
+    if saved is None:
+        os.environ.pop("XDG_CACHE_HOME")
+    else:
+        os.environ["XDG_CACHE_HOME"] = saved
 
 
 @pytest.fixture(scope="session")

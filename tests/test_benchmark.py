@@ -3,9 +3,11 @@
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_on_a_tiny_history_and_prints_its_table(pg_server_url):
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.bench", "--scale", "0.004", "--naive-sample", "5",

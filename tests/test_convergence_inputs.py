@@ -9,6 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import query, reset_warehouse
 from helpers import environment, examples
 from hypothesis import HealthCheck, given, settings
@@ -181,6 +182,7 @@ def run(url, env_file, night, paths):
         assert etl_module.main(args) == 0
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(rows=page_rows, cuts=st.lists(st.integers(0, 40_000), min_size=2, max_size=2),

@@ -48,6 +48,7 @@ KILL_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", sorted(KILL_POINTS))
 @pytest.mark.empty_database
 def test_sigkill_at_any_point_leaves_the_warehouse_as_it_was_and_the_next_run_completes(
@@ -151,6 +152,7 @@ def test_connections_refused_for_a_while_are_retried_until_the_server_answers(
     assert query(database_url, "SELECT count(*) FROM etl_runs") == [(1,)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["first load", "grown file"])
 def test_a_backend_terminated_mid_run_is_retried_as_a_whole_transaction(
     scenario, big_files, etl, database_url, new_database, empty_env_file, tmp_path

@@ -26,7 +26,8 @@ JOB_USER = "bookhelper-ci"
 PREFIX = "/opt/bookhelper-etl"
 EXPOSURE_LIMIT = 3.5
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="install.sh sets owners, so it runs as root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="install.sh sets owners, so it runs as root"),
+              pytest.mark.slow]
 
 
 def owner(path):

@@ -7,6 +7,7 @@ process (the CLI tests cover the subprocess path).
 import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import query, reset_warehouse
 from helpers import GAP, T0, book_rows, examples
 from hypothesis import HealthCheck, given, settings
@@ -59,6 +60,7 @@ def test_property_sessions_in_the_warehouse_follow_the_python_rule(rows, databas
         ]
 
 
+@pytest.mark.slow
 @DB_SETTINGS
 @given(rows=rows_strategy, cut=st.integers(0, 30_000), rnd=st.randoms(use_true_random=False))
 def test_property_an_earlier_copy_then_the_full_file_equals_one_load_of_the_full_file(

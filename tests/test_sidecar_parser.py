@@ -337,6 +337,7 @@ lua_data = st.recursive(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_parser_and_luajit_agree_on_lua_data_in_any_spelling(data):
@@ -349,6 +350,7 @@ def test_parser_and_luajit_agree_on_lua_data_in_any_spelling(data):
         assert ours[1] == luajit[1]
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_whatever_the_parser_accepts_luajit_loads_to_the_same_value(data):
