@@ -5,7 +5,8 @@
     python3 -m benchmarks.bench --exports       # only Amazon's exports (100k Kindle intervals, 50k Audible events)
 
 For each file it measures, in one run so the ratios hold on a noisy machine: a first full load,
-a nightly run after one more day of reading, and a nightly run with no change, both against the
+a nightly run after one more day of reading, a nightly run with no change, and one with no change
+and no census cache (the whole file read again, as without ETL_CACHE_DIR's folder), both against the
 server directly and through a loopback proxy that adds 25 ms each way (50 ms round trips) and
 counts round trips; and two reference loaders of the same data: a naive per-row
 INSERT ... ON CONFLICT loop of the sessions (through the proxy it is timed on a sample and
@@ -24,6 +25,7 @@ import datetime
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -111,10 +113,10 @@ LAUNCHER = (
 )
 
 
-def run_etl(stats: Path, url: str, env_file: Path) -> dict:
+def run_etl(stats: Path, url: str, env_file: Path, cache_dir: Path) -> dict:
     """One ETL run as a child process: wall time and its own peak RSS."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ETL_", "NEON_", "DATABASE_URL"))}
-    env["ETL_TIMEZONE"] = "UTC"
+    env.update(ETL_TIMEZONE="UTC", ETL_CACHE_DIR=str(cache_dir))
     outcome, _log = launch(["--stats-db", str(stats), "--database-url", url, "--env-file", str(env_file), "-q"], env)
     return outcome
 
@@ -239,6 +241,9 @@ def fastest(outcomes: list) -> dict:
     return min(outcomes, key=lambda outcome: outcome["seconds"])
 
 
+NIGHTLY_SCENARIOS = ("nightly, one more day", "nightly, no change", "nightly, no change, no cache")
+
+
 def measure(name, base, grown, server, proxy, env_file, naive_sample, repeat):
     """All scenarios of one file: {(route, scenario): {seconds, rss_mb, round_trips}}.
 
@@ -247,17 +252,25 @@ def measure(name, base, grown, server, proxy, env_file, naive_sample, repeat):
     """
     rows, sessions = file_sessions(base)
     results = {"rows": rows, "sessions": len(sessions)}
+    # The device's file at one path, as Syncthing keeps it: the nightly runs read it grown, where the full load
+    # read it. Each full load starts without a census cache; the last scenario reads the whole file again.
+    synced = base.with_name(f"{name}-synced.sqlite3")
     for route in ("local", "proxy"):
         full_loads, floors = [], []
         for attempt in range(repeat):
             url = server.create()
             target = url if route == "local" else via_proxy(url, proxy)
+            cache_dir = Path(tempfile.mkdtemp(dir=base.parent, prefix="cache-"))
+            shutil.copyfile(base, synced)
             proxy.reset()
-            full_loads.append(run_etl(base, target, env_file))
+            full_loads.append(run_etl(synced, target, env_file, cache_dir))
             full_loads[-1]["round_trips"] = proxy.reset() if route == "proxy" else None
             if attempt == repeat - 1:  # the last one goes on to the nightly runs
-                for scenario in ("nightly, one more day", "nightly, no change"):
-                    outcome = run_etl(grown, target, env_file)
+                shutil.copyfile(grown, synced)
+                for scenario in NIGHTLY_SCENARIOS:
+                    if scenario == "nightly, no change, no cache":
+                        cache_dir = Path(tempfile.mkdtemp(dir=base.parent, prefix="cache-"))
+                    outcome = run_etl(synced, target, env_file, cache_dir)
                     outcome["round_trips"] = proxy.reset() if route == "proxy" else None
                     results[(route, scenario)] = outcome
                 results[(route, "report")] = time_report(target, proxy, route)
@@ -293,8 +306,7 @@ def print_results(name, results):
     print("-" * len(header))
     for route in ("local", "proxy"):
         floor = results[(route, "reference: plain COPY")]["seconds"]
-        for scenario in ("full load", "nightly, one more day", "nightly, no change", "reference: plain COPY",
-                         "reference: per-row INSERT"):
+        for scenario in ("full load",) + NIGHTLY_SCENARIOS + ("reference: plain COPY", "reference: per-row INSERT"):
             r = results[(route, scenario)]
             rate = f"{total / r['seconds']:,.0f}" if scenario in ("full load", "reference: plain COPY") else ""
             rss = f"{r['rss_mb']:.0f}" if "rss_mb" in r else ""

@@ -16,6 +16,7 @@ from pgtools import wait_for_backends_to_end, wait_for_statement
 
 from bookhelper import audible, kindle
 from bookhelper.exports import open_export, read_rows
+from bookhelper.schema import SCHEMA_VERSION
 from bookhelper.sessions import exact_seconds
 from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
 from samples.calibre import CalibreBook, write_calibre_library
@@ -350,7 +351,7 @@ def test_a_3_0_0_warehouse_is_upgraded_and_then_loads_the_exports(tmp_path, data
                          write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES))
 
     assert result.returncode == 0, result.stderr
-    assert "upgrading the warehouse schema to version 4" in result.stderr
+    assert f"upgrading the warehouse schema to version {SCHEMA_VERSION}" in result.stderr
     assert query(database_url, """SELECT data_source, time_precision, count(*) FROM reading_sessions
                                   GROUP BY 1, 2 ORDER BY 1""") == [("kindle", "second", 4), ("koreader", "second", 1)]
     assert query(database_url, "SELECT sum(reading_seconds), sum(ebook_seconds) FROM reading_days") == [

@@ -15,6 +15,7 @@ from samples.statistics import Book, write_statistics_file
 # Every test here starts from an empty database (what a first run or an upgrade finds).
 pytestmark = pytest.mark.empty_database
 
+SCHEMAS = ("public", "bookhelper")
 T0 = 1_719_860_400  # 2024-07-01 19:00 UTC
 BERLIN_SUMMER = 7200
 SCHEMA_V1 = Path(__file__).with_name("schema_v1.sql")
@@ -56,7 +57,7 @@ def test_a_version_1_warehouse_is_migrated_in_place_and_equals_a_fresh_load(
                      **kindle)
 
     assert result.returncode == 0, result.stderr
-    assert "upgrading the warehouse schema to version 4" in result.stderr
+    assert f"upgrading the warehouse schema to version {SCHEMA_VERSION}" in result.stderr
     once = new_database()
     assert run_cli("--stats-db", stats, "--device", "kindle", env_file=empty_env_file, DATABASE_URL=once,
                    **kindle).returncode == 0
@@ -217,3 +218,28 @@ def test_an_upgrade_is_one_transaction(tmp_path, database_url, empty_env_file, v
     assert dry.returncode == 0, dry.stderr
     assert query(database_url, "SELECT schemaname, tablename FROM pg_tables WHERE schemaname IN"
                                " ('public', 'bookhelper') ORDER BY 1, 2") == before
+
+
+def test_a_version_4_warehouse_trades_the_page_views_foreign_key_for_the_trigger_and_equals_a_fresh_one(
+    tmp_path, database_url, new_database, empty_env_file
+):
+    stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "John Williams", 300, "e" * 32)],
+                                  [(1, page, T0 + 100 * page, 60, 300) for page in range(1, 6)])
+    fresh = new_database()
+    assert run_cli("--stats-db", stats, env_file=empty_env_file, DATABASE_URL=fresh).returncode == 0
+    assert run_cli("--stats-db", stats, env_file=empty_env_file, DATABASE_URL=database_url).returncode == 0
+    # what version 4 had: a foreign key from page_views to book_keys, no trigger
+    query(database_url, """
+        DROP TRIGGER page_views_follow_book ON bookhelper.book_keys;
+        DROP FUNCTION bookhelper.page_views_follow_book();
+        ALTER TABLE bookhelper.page_views ADD CONSTRAINT page_views_book_id_fkey FOREIGN KEY (book_id)
+            REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE;
+        UPDATE bookhelper.schema_meta SET value = '4' WHERE key = 'schema_version'""")
+
+    result = run_cli("--stats-db", stats, env_file=empty_env_file, DATABASE_URL=database_url)
+
+    assert result.returncode == 0, result.stderr
+    assert f"upgrading the warehouse schema to version {SCHEMA_VERSION}" in result.stderr
+    assert differences(catalog(database_url, SCHEMAS), catalog(fresh, SCHEMAS)) == []
+    query(database_url, "DELETE FROM books")
+    assert query(database_url, "SELECT count(*) FROM bookhelper.page_views") == [(0,)]

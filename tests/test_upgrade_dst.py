@@ -16,6 +16,7 @@ import pytest
 from conftest import query, run_cli
 from warehouse import book_seconds, reading_state
 
+from bookhelper.schema import SCHEMA_VERSION
 from samples.statistics import Book, write_statistics_file
 
 # Every test here starts from an empty database (what a first run or an upgrade finds).
@@ -126,7 +127,7 @@ def test_an_upgrade_by_the_local_clock_device_equals_a_fresh_load(tmp_path, data
                      **KINDLE)
 
     assert result.returncode == 0, result.stderr
-    assert "upgrading the warehouse schema to version 4" in result.stderr
+    assert f"upgrading the warehouse schema to version {SCHEMA_VERSION}" in result.stderr
     once = new_database()
     load(once, empty_env_file, [(kindle, "kindle", KINDLE)])
     assert reading_state(database_url) == reading_state(once)
