@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Removes what install.sh installed: the timers (disabled first), the units, the logrotate file, the
-# command /usr/local/bin/bookhelper-etl, the venv, the script and the docs.
+# command /usr/local/bin/bookhelper-etl, the venv, the script, the docs and the census cache
+# (/var/cache/bookhelper-etl: only a speed-up).
 #   sudo ./uninstall.sh [--prefix DIR] [--log-dir DIR] [--destdir DIR] [--purge]
 # It keeps, unless --purge is given: the settings (DIR/.env and the per-device DIR/<device>.env: your
 # database password; the app directory stays only for them), the `systemctl edit` drop-ins
@@ -22,7 +23,7 @@ while [ $# -gt 0 ]; do
     --log-dir) log_dir=$2; shift 2 ;;
     --destdir) destdir=$2; shift 2 ;;
     --purge) purge=yes; shift ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) fail 64 "unknown option $1 (see --help)" ;;
   esac
 done
@@ -51,7 +52,7 @@ done
 rm -f "$units"/bookhelper-etl.service "$units"/bookhelper-etl.timer \
       "$units"/bookhelper-etl@.service "$units"/bookhelper-etl@.timer \
       "$destdir/etc/logrotate.d/bookhelper-etl" "$destdir/usr/local/bin/bookhelper-etl"
-rm -rf "$app/venv" "$app/docs" "$app/bookhelper"
+rm -rf "$app/venv" "$app/docs" "$app/bookhelper" "$destdir/var/cache/bookhelper-etl"
 rm -f "$app/extract_koreader_stats.py" "$app/bookhelper_report.py" "$app/requirements.txt" "$app/.env.example"
 dropins=("$units"/bookhelper-etl.service.d "$units"/bookhelper-etl.timer.d \
          "$units"/bookhelper-etl@*.service.d "$units"/bookhelper-etl@*.timer.d)

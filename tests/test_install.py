@@ -335,6 +335,9 @@ def test_a_reinstall_upgrades_the_packages_keeps_the_settings_and_uninstall_keep
     assert (app / ".env").read_text() == "DATABASE_URL=postgresql://me@example/db\n"
     assert (app / "kobo.env").read_text() == "ETL_DEVICE=kobo\nKOREADER_STATS_DB=/home/me/kobo.sqlite3\n"
     assert f"keeping the existing {app}/kobo.env" in result.stdout
+    cache = destdir / "var/cache/bookhelper-etl"  # what systemd's CacheDirectory= holds after a run
+    cache.mkdir(parents=True)
+    (cache / "census-0123456789abcdef.sqlite3").write_bytes(b"")
 
     result = uninstall(destdir)
 
@@ -345,6 +348,7 @@ def test_a_reinstall_upgrades_the_packages_keeps_the_settings_and_uninstall_keep
     assert list((units / "timers.target.wants").iterdir()) == []
     assert not (destdir / "etc/logrotate.d/bookhelper-etl").exists()
     assert not (destdir / "usr/local/bin/bookhelper-etl").exists()
+    assert not cache.exists()
     assert (destdir / "var/log/bookhelper-etl").is_dir()
     logs = destdir / "var/log/bookhelper-etl"
     for kept in (app / ".env", app / "kobo.env", units / "bookhelper-etl.service.d", logs):
