@@ -13,9 +13,13 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import query, run_cli
+from conftest import empty_warehouse, query, run_cli
+from helpers import environment, examples
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from warehouse import book_seconds, reading_state
 
+import extract_koreader_stats as etl_module
 from bookhelper.schema import SCHEMA_VERSION
 from samples.statistics import Book, write_statistics_file
 
@@ -112,8 +116,9 @@ def views_of(rows):
 
 def load(url, env_file, runs):
     """Run each (statistics file, device, settings) into ``url``, in order."""
-    for stats, device, settings in runs:
-        result = run_cli("--stats-db", stats, "--device", device, env_file=env_file, DATABASE_URL=url, **settings)
+    for stats, device, device_settings in runs:
+        result = run_cli("--stats-db", stats, "--device", device, env_file=env_file, DATABASE_URL=url,
+                         **device_settings)
         assert result.returncode == 0, result.stderr
 
 
@@ -179,3 +184,69 @@ def test_rows_only_an_older_copy_held_stay_at_their_raw_start_time(tmp_path, dat
                                 (kindle, "kindle", KINDLE)])
     assert reading_state(database_url) == reading_state(once)
     assert book_seconds(database_url) == {STONER_KEY: sum(row[3] for row in older + current)}
+
+
+# Any history that starts from 1.0.0 -----------------------------------------------------------------------
+
+DST_CHANGES = {"fall-back": wall("2023-10-29 02:00"), "spring-forward": wall("2023-03-26 02:00")}
+# (page, minutes from the change, seconds) for the Kindle's local clock; (page, minutes, seconds) for the Boox.
+kindle_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(-150, 150), st.integers(1, 120)),
+                          min_size=1, max_size=12)
+boox_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 600), st.integers(1, 120)), max_size=5)
+later_nights = st.lists(st.tuples(st.sampled_from(["kindle", "boox"]), st.floats(0, 1), st.sampled_from(["30", "5"])),
+                        max_size=3)
+
+
+@pytest.fixture
+def two_empty_databases(new_database):
+    """Two databases for every example of a property (hypothesis runs a test's fixtures once)."""
+    return new_database(), new_database()
+
+
+def copies(rows, fraction):
+    """The rows a copy of the file holds when a ``fraction`` of the reading is in it (rows in file order)."""
+    return rows[:round(len(rows) * fraction)]
+
+
+@pytest.mark.slow
+@settings(max_examples=examples(15), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(change=st.sampled_from(sorted(DST_CHANGES)), kindle=kindle_reading, boox=boox_reading,
+       loaded_by_v1=st.tuples(st.floats(0, 1), st.floats(0, 1)), nights=later_nights,
+       final_gap=st.sampled_from(["30", "5"]))
+def test_property_any_history_from_a_1_0_0_warehouse_equals_one_fresh_load(
+    tmp_path_factory, two_empty_databases, empty_env_file, change, kindle, boox, loaded_by_v1, nights, final_gap
+):
+    """1.0.0 loaded older copies of both devices' files; then the current release runs grown copies, one device
+    a night, with the gap changed in between, and finally both whole files: one fresh load of those equals it."""
+    rows = {"kindle": sorted({(page, DST_CHANGES[change] + 60 * minutes): (1, page, DST_CHANGES[change] + 60 * minutes,
+                                                                           seconds, 300)
+                              for page, minutes, seconds in kindle}.values(), key=lambda row: (row[2], row[1])),
+            "boox": sorted({(page, minutes): (1, page, 1_719_860_400 + 60 * minutes, seconds, 400)
+                            for page, minutes, seconds in boox}.values(), key=lambda row: (row[2], row[1]))}
+    book = {"kindle": STONER, "boox": OMENS}
+    settings_of = {"kindle": KINDLE, "boox": BOOX}
+    folder = tmp_path_factory.mktemp("history")
+    upgraded, once = two_empty_databases
+    empty_warehouse(upgraded)
+    empty_warehouse(once)
+    shown = {device: loaded_by_v1[n] for n, device in enumerate(("kindle", "boox"))}
+    version_1_warehouse(upgraded, copies(rows["kindle"], shown["kindle"]), copies(rows["boox"], shown["boox"]))
+
+    def night(url, device, fraction, gap):
+        if not rows[device]:
+            return
+        stats = write_statistics_file(folder / f"{device}.sqlite3", [book[device]], copies(rows[device], fraction))
+        with environment(ETL_GAP_MINUTES=gap, **settings_of[device]):
+            assert etl_module.main(["--stats-db", str(stats), "--device", device, "--database-url", url,
+                                    "--env-file", str(empty_env_file), "-q"]) == 0
+
+    for device, fraction, gap in nights:  # copies only grow: Syncthing brings newer ones
+        shown[device] = max(shown[device], fraction)
+        night(upgraded, device, shown[device], gap)
+    for device in ("kindle", "boox"):
+        night(upgraded, device, 1, final_gap)
+    for device in ("kindle", "boox"):
+        night(once, device, 1, final_gap)
+
+    assert reading_state(upgraded) == reading_state(once)
