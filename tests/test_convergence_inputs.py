@@ -10,11 +10,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import query, reset_warehouse
+from conftest import reset_warehouse
 from helpers import environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from warehouse import reading_state
+from warehouse import whole_state
 
 import extract_koreader_stats as etl_module
 from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
@@ -29,55 +29,6 @@ BOOKS = [Book(1, "Stoner", "John Williams", 40, "a" * 32), Book(2, "Dune", "Fran
 PAPER_MD5 = "c" * 32  # a book only a sidecar knows
 TAGS = ("classic", "sf", "novel", "favourite")
 PUBLISHERS = ("Vintage", "Ace", "Penguin")
-
-# What a user queries of the optional inputs, by natural keys.
-INPUT_QUERIES = {
-    "book_sidecars": """
-        SELECT k.book_key, s.sidecar_path, s.status, s.status_modified, s.rating, s.review, s.percent_finished,
-               s.doc_pages, s.identifiers
-        FROM book_sidecars s JOIN book_keys k USING (book_id) ORDER BY 1""",
-    "highlights": """
-        SELECT k.book_key, h.position, h.kind, h.text, h.note, h.chapter, h.page, h.created_local, h.created_at
-        FROM highlights h JOIN book_keys k USING (book_id) ORDER BY 1, 2""",
-    "book_calibre": """
-        SELECT k.book_key, c.calibre_id, c.match_rule, c.title, c.series, c.publisher, c.isbn, c.rating
-        FROM book_calibre c JOIN book_keys k USING (book_id) ORDER BY 1""",
-    "book_tags": """
-        SELECT k.book_key, g.name, t.source FROM book_tags t JOIN tags g USING (tag_id)
-        JOIN book_keys k USING (book_id) ORDER BY 1, 2""",
-    "editions": """
-        SELECT k.book_key, e.edition_format, e.isbn_specific, e.publisher_specific, e.calibre_id
-        FROM book_editions e JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
-    "shared_columns": """
-        SELECT k.book_key, b.isbn_13, b.isbn_10, p.publisher_name, b.publisher_name
-        FROM books b JOIN book_keys k USING (book_id) LEFT JOIN publishers p USING (publisher_id) ORDER BY 1""",
-    "publishers": "SELECT publisher_name FROM publishers ORDER BY 1",
-    "book_reading": """
-        SELECT k.book_key, r.title, r.authors, r.page_count, r.sessions, r.reading_seconds, r.reads, r.status,
-               r.rating, r.highlights, r.publisher, r.tags
-        FROM book_reading r JOIN book_keys k USING (book_id) ORDER BY 1""",
-    "finished_books": """
-        SELECT k.book_key, f.read_number, f.finished_on, f.evidence
-        FROM finished_books f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
-    "tag_analytics": "SELECT tag, books, sessions, reading_seconds FROM tag_analytics ORDER BY 1",
-    "publisher_reading": "SELECT name, books, sessions, reading_seconds FROM publisher_reading ORDER BY 1",
-    "author_reading": "SELECT name, books, sessions, reading_seconds FROM author_reading ORDER BY 1",
-    "reading_streaks": "SELECT first_day, last_day, days, reading_seconds FROM reading_streaks ORDER BY 1",
-    "audiobooks": """
-        SELECT k.book_key, b.audio_seconds, a.asins, a.title, a.matched_by
-        FROM books b JOIN book_keys k USING (book_id) LEFT JOIN audible_books a USING (book_id) ORDER BY 1""",
-    "audible_days": """
-        SELECT k.book_key, d.profile, d.day, d.asins, d.listening_ms, d.duration_seconds, d.reaches_end, d.read_number
-        FROM audible_days d JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
-    "kindle_intervals": "SELECT * FROM kindle_intervals ORDER BY 1, 2, 3",
-    "tandem": """SELECT book_id IS NOT NULL, session_count, distinct_media_types, media_types_combined,
-                        total_duration_all_formats FROM tandem_reading_sessions ORDER BY 2, 5""",
-}
-
-
-def whole_state(url):
-    return {**reading_state(url), **{name: query(url, sql) for name, sql in INPUT_QUERIES.items()}}
-
 
 page_rows = st.lists(st.tuples(st.integers(1, 3), st.integers(1, 30), st.integers(0, 40_000), st.integers(1, 200)),
                      min_size=1, max_size=25)

@@ -17,10 +17,11 @@ from conftest import empty_warehouse, query, run_cli
 from helpers import environment, examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from warehouse import book_seconds, reading_state
+from warehouse import book_seconds, reading_state, whole_state
 
 import extract_koreader_stats as etl_module
 from bookhelper.schema import SCHEMA_VERSION
+from samples.calibre import CalibreBook, write_calibre_library
 from samples.statistics import Book, write_statistics_file
 
 # Every test here starts from an empty database (what a first run or an upgrade finds).
@@ -193,8 +194,17 @@ DST_CHANGES = {"fall-back": wall("2023-10-29 02:00"), "spring-forward": wall("20
 kindle_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(-150, 150), st.integers(1, 120)),
                           min_size=1, max_size=12)
 boox_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 600), st.integers(1, 120)), max_size=5)
-later_nights = st.lists(st.tuples(st.sampled_from(["kindle", "boox"]), st.floats(0, 1), st.sampled_from(["30", "5"])),
-                        max_size=3)
+# Each later night: the device, how much of its file the copy holds, the gap, and which Calibre library (if any).
+later_nights = st.lists(st.tuples(st.sampled_from(["kindle", "boox"]), st.floats(0, 1), st.sampled_from(["30", "5"]),
+                                  st.sampled_from([None, 0, 1])), max_size=3)
+LIBRARY_TAGS = (("classic",), ("classic", "favourite"))
+
+
+def write_library(folder, version):
+    """The reader's Calibre library of both books, with one of two tag sets."""
+    books = [CalibreBook(1, "Stoner", ["John Williams"], tags=list(LIBRARY_TAGS[version])),
+             CalibreBook(2, "Good Omens", ["Terry Pratchett"], tags=["comic"], identifiers={"isbn": "9780060853983"})]
+    return write_calibre_library(folder / f"library{version}", books, cwa=False).metadata_db.parent
 
 
 @pytest.fixture
@@ -213,12 +223,14 @@ def copies(rows, fraction):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(change=st.sampled_from(sorted(DST_CHANGES)), kindle=kindle_reading, boox=boox_reading,
        loaded_by_v1=st.tuples(st.floats(0, 1), st.floats(0, 1)), nights=later_nights,
-       final_gap=st.sampled_from(["30", "5"]))
+       final_gap=st.sampled_from(["30", "5"]), final_library=st.sampled_from([0, 1]))
 def test_property_any_history_from_a_1_0_0_warehouse_equals_one_fresh_load(
-    tmp_path_factory, two_empty_databases, empty_env_file, change, kindle, boox, loaded_by_v1, nights, final_gap
+    tmp_path_factory, two_empty_databases, empty_env_file, change, kindle, boox, loaded_by_v1, nights, final_gap,
+    final_library
 ):
     """1.0.0 loaded older copies of both devices' files; then the current release runs grown copies, one device
-    a night, with the gap changed in between, and finally both whole files: one fresh load of those equals it."""
+    a night, with the gap changed in between and the Calibre library read on some nights (edited between them),
+    and finally both whole files with the library: one fresh load of those equals it."""
     rows = {"kindle": sorted({(page, DST_CHANGES[change] + 60 * minutes): (1, page, DST_CHANGES[change] + 60 * minutes,
                                                                            seconds, 300)
                               for page, minutes, seconds in kindle}.values(), key=lambda row: (row[2], row[1])),
@@ -233,20 +245,22 @@ def test_property_any_history_from_a_1_0_0_warehouse_equals_one_fresh_load(
     shown = {device: loaded_by_v1[n] for n, device in enumerate(("kindle", "boox"))}
     version_1_warehouse(upgraded, copies(rows["kindle"], shown["kindle"]), copies(rows["boox"], shown["boox"]))
 
-    def night(url, device, fraction, gap):
+    libraries = [write_library(folder, version) for version in (0, 1)]
+
+    def night(url, device, fraction, gap, library):
         if not rows[device]:
             return
         stats = write_statistics_file(folder / f"{device}.sqlite3", [book[device]], copies(rows[device], fraction))
+        calibre = [] if library is None else ["--calibre-library", str(libraries[library])]
         with environment(ETL_GAP_MINUTES=gap, **settings_of[device]):
             assert etl_module.main(["--stats-db", str(stats), "--device", device, "--database-url", url,
-                                    "--env-file", str(empty_env_file), "-q"]) == 0
+                                    "--env-file", str(empty_env_file), "-q", *calibre]) == 0
 
-    for device, fraction, gap in nights:  # copies only grow: Syncthing brings newer ones
+    for device, fraction, gap, library in nights:  # copies only grow: Syncthing brings newer ones
         shown[device] = max(shown[device], fraction)
-        night(upgraded, device, shown[device], gap)
-    for device in ("kindle", "boox"):
-        night(upgraded, device, 1, final_gap)
-    for device in ("kindle", "boox"):
-        night(once, device, 1, final_gap)
+        night(upgraded, device, shown[device], gap, library)
+    for url in (upgraded, once):
+        for device in ("kindle", "boox"):
+            night(url, device, 1, final_gap, final_library)
 
-    assert reading_state(upgraded) == reading_state(once)
+    assert whole_state(upgraded) == whole_state(once)
