@@ -1447,13 +1447,15 @@ VALUES (%(run_uuid)s, to_timestamp(%(started_at)s), clock_timestamp(), %(status)
         %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(sessions_removed)s,
         %(error_message)s, %(script_version)s, %(exit_code)s, to_timestamp(%(source_newest)s),
         to_timestamp(%(source_modified)s), %(notes)s);
+-- The device's row, when the run read (or was to read) its statistics file.
 INSERT INTO device_sync AS s (source, device, last_success_at, last_run_at, last_status, last_error, rows_read,
                               rows_skipped, books_changed, sessions_inserted, sessions_updated, sessions_unchanged,
                               last_exit_code, source_newest_at, source_modified_at)
-VALUES ('koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() END,
-        clock_timestamp(), %(status)s, %(error_message)s, %(rows_read)s, %(rows_skipped)s, %(books_changed)s,
-        %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(exit_code)s,
-        to_timestamp(%(source_newest)s), to_timestamp(%(source_modified)s))
+SELECT 'koreader', %(device)s, CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() END,
+       clock_timestamp(), %(status)s, %(error_message)s, %(rows_read)s, %(rows_skipped)s, %(books_changed)s,
+       %(sessions_inserted)s, %(sessions_updated)s, %(sessions_unchanged)s, %(exit_code)s,
+       to_timestamp(%(source_newest)s), to_timestamp(%(source_modified)s)
+WHERE %(statistics)s
 ON CONFLICT (source, device) DO UPDATE
 SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), last_run_at = EXCLUDED.last_run_at,
     last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error, rows_read = EXCLUDED.rows_read,
@@ -1462,17 +1464,19 @@ SET last_success_at = coalesce(EXCLUDED.last_success_at, s.last_success_at), las
     sessions_unchanged = EXCLUDED.sessions_unchanged, last_exit_code = EXCLUDED.last_exit_code,
     source_newest_at = coalesce(EXCLUDED.source_newest_at, s.source_newest_at),
     source_modified_at = coalesce(EXCLUDED.source_modified_at, s.source_modified_at);
--- The reader's one row for the source; times in naive UTC, as the reader's TIMESTAMP columns hold them.
+-- The reader's one row for each source the run read (koreader, kindle, audible); times in naive UTC, as the
+-- reader's TIMESTAMP columns hold them.
 INSERT INTO public.sync_status AS s (source_name, last_sync_time, last_sync_cursor, records_synced, records_created,
                                      records_updated, sync_status, error_message, sync_duration_seconds, sync_mode)
-VALUES ('koreader', CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() AT TIME ZONE 'UTC'
-        END,
-        to_char(to_timestamp(%(source_newest)s) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-        %(records_synced)s, %(records_created)s, %(records_updated)s,
-        CASE WHEN %(status)s = 'success' THEN 'success' WHEN %(status)s IN ('stale', 'partial') THEN 'partial_success'
-             ELSE 'failed' END,
-        %(error_message)s, %(sync_duration_seconds)s,
-        'incremental')
+SELECT r.source_name,
+       CASE WHEN %(status)s IN ('success', 'stale', 'partial') THEN clock_timestamp() AT TIME ZONE 'UTC' END,
+       to_char(to_timestamp(r.newest) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+       r.records_synced, r.records_created, r.records_updated,
+       CASE WHEN %(status)s = 'success' THEN 'success' WHEN %(status)s IN ('stale', 'partial') THEN 'partial_success'
+            ELSE 'failed' END,
+       %(error_message)s, %(sync_duration_seconds)s, 'incremental'
+FROM jsonb_to_recordset(%(sync_sources)s::jsonb) AS r(source_name text, newest bigint, records_synced integer,
+                                                      records_created integer, records_updated integer)
 ON CONFLICT (source_name) DO UPDATE
 SET last_sync_time = coalesce(EXCLUDED.last_sync_time, s.last_sync_time),
     last_sync_cursor = coalesce(EXCLUDED.last_sync_cursor, s.last_sync_cursor),
@@ -2053,12 +2057,31 @@ def run_record(config: Config, inputs: Optional[RunInputs], result: Optional[Run
         "source_newest": statistics.newest_start if statistics else None,
         "source_modified": statistics.modified_at if statistics else None,
         "notes": "; ".join(inputs.notes) if inputs and inputs.notes else None,
-        # the reader's sync_status counts are INT: a count beyond it is capped, never a failed night
-        "records_synced": min(census.rows_read, MAX_INTEGER) if census else None,
-        "records_created": min(counts.sessions_inserted, MAX_INTEGER),
-        "records_updated": min(counts.sessions_updated, MAX_INTEGER),
+        "statistics": config.stats_db is not None,
+        "sync_sources": json.dumps(sync_sources(config, statistics, result)),
         "sync_duration_seconds": min(max(0, round(time.time() - config.started_at)), MAX_INTEGER),
     }
+
+
+def sync_sources(config: Config, statistics: Optional["StatisticsSnapshot"], result: Optional[RunResult]) -> list:
+    """The reader's sync_status rows of a run: the statistics file's (as 'koreader') and each source's that has a
+    row there, with their counts; a failed run (no result) marks every configured one."""
+    def row(name, newest, counts):
+        # the reader's counts are INT: a count beyond it is capped, never a failed night
+        synced, created, updated = (None if n is None else min(n, MAX_INTEGER) for n in counts)
+        return {"source_name": name, "newest": newest, "records_synced": synced, "records_created": created,
+                "records_updated": updated}
+
+    counts = (result or RunResult()).statistics
+    census = statistics.census if statistics else None
+    rows = [row("koreader", statistics.newest_start if statistics else None,
+                (census.rows_read if census else None, counts.sessions_inserted, counts.sessions_updated))
+            ] if config.stats_db else []
+    if result is None:
+        return rows + [row(module.SYNC_NAME, None, (None, 0, 0)) for module in SOURCES
+                       if module.SYNC_NAME and module.NAME in config.sources]
+    return rows + [row(module.SYNC_NAME, None, module.sync_records(part)) for module, part in result.parts
+                   if module.SYNC_NAME]
 
 
 def record_failed_run(config: Config, target: DatabaseTarget, inputs: Optional[RunInputs], error: EtlError) -> None:

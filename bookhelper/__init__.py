@@ -16,6 +16,9 @@ that names it:
     its name in logs and notes.
 ``STANDS_ALONE``
     whether a run may load it with no statistics file (KOREADER_STATS_DB unset and the default one absent).
+``SYNC_NAME``
+    its ``source_name`` in the reader's ``sync_status`` (None: it writes no row there); with one, also
+    ``sync_records(counts) -> (records_synced, records_created, records_updated)``.
 ``SETTINGS``
     its settings (``core.Setting``; one with an ``option`` gets that command-line option too).
 ``configure(values) -> options or None``

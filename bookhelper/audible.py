@@ -299,6 +299,7 @@ def day_payload(export: AudibleExport, placed: dict, keys: dict) -> list[dict]:
 
 NAME = "audible"
 STANDS_ALONE = True  # a run with only the export loads it
+SYNC_NAME = "audible"  # its row in the reader's sync_status
 SETTINGS = (
     Setting("AUDIBLE_EXPORT", None, "Amazon's Audible data export (.zip or its folder), optional",
             option="--audible-export", metavar="PATH",
@@ -315,6 +316,8 @@ class AudibleCounts:
     days: Optional[int] = None
     books_matched: Optional[int] = None
     books_own: Optional[int] = None
+    days_inserted: int = 0
+    days_updated: int = 0
 
 
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
@@ -468,7 +471,12 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> AudibleCounts:
         "Audible: %d listening days of %d audiobooks (%d with their ebook, %d of their own); day rows %d inserted, "
         "%d updated, %d removed", len(days), len(placed), matched, len(placed) - matched, counts.get("inserted", 0),
         counts.get("updated", 0), counts.get("removed", 0))
-    return AudibleCounts(len(days), matched, len(placed) - matched)
+    return AudibleCounts(len(days), matched, len(placed) - matched, counts.get("inserted", 0), counts.get("updated", 0))
+
+
+def sync_records(counts: AudibleCounts) -> tuple[int, int, int]:
+    """The reader's sync_status counts of the run: listening days read, day rows inserted and updated."""
+    return counts.days or 0, counts.days_inserted, counts.days_updated
 
 
 def summary(_counts: AudibleCounts) -> list[str]:

@@ -452,6 +452,7 @@ def load_calibre(cursor, library: CalibreLibrary) -> Optional[int]:
 
 NAME = "calibre"
 STANDS_ALONE = True  # it matches the warehouse's books, whatever brought them
+SYNC_NAME = None  # no row of its own in the reader's sync_status (it brings no reading)
 SETTINGS = (
     Setting("CALIBRE_LIBRARY", None, "Calibre library folder (with metadata.db), optional",
             option="--calibre-library", metavar="DIR",

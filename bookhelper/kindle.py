@@ -235,6 +235,7 @@ def kindle_sessions(intervals: Sequence[KindleInterval], gap_seconds: int) -> li
 
 NAME = "kindle"
 STANDS_ALONE = True  # a run with only the export loads it
+SYNC_NAME = "kindle"  # its row in the reader's sync_status
 SETTINGS = (
     Setting("KINDLE_EXPORT", None, "Amazon's Kindle data export (.zip or its folder), optional",
             option="--kindle-export", metavar="PATH",
@@ -252,6 +253,8 @@ class KindleCounts:
     sessions: Optional[int] = None
     books_matched: Optional[int] = None
     books_own: Optional[int] = None
+    sessions_inserted: int = 0
+    sessions_updated: int = 0
 
 
 def configure(values: dict[str, Optional[str]]) -> Optional[Path]:
@@ -399,7 +402,13 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         "own); sessions %d inserted, %d updated, %d removed", len(export.intervals), len(payload), len(placed),
         matched + len(adopted), len(own) - len(adopted), counts.get("inserted", 0), counts.get("updated", 0),
         counts.get("removed", 0))
-    return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted))
+    return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted),
+                        counts.get("inserted", 0), counts.get("updated", 0))
+
+
+def sync_records(counts: KindleCounts) -> tuple[int, int, int]:
+    """The reader's sync_status counts of the run: intervals read, sessions inserted and updated."""
+    return counts.intervals or 0, counts.sessions_inserted, counts.sessions_updated
 
 
 def summary(_counts: KindleCounts) -> list[str]:

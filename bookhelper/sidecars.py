@@ -383,6 +383,7 @@ def extract_sidecars(folder: Path) -> dict[str, SidecarBook]:
 
 NAME = "sidecars"
 STANDS_ALONE = False  # its files are a KOReader device's: they come with its statistics file
+SYNC_NAME = None  # no row of its own in the reader's sync_status (it brings no reading)
 SETTINGS = (
     Setting("KOREADER_SIDECAR_DIR", None, "folder holding KOReader's sidecars (*.sdr/metadata.*.lua), optional",
             option="--sidecar-dir", metavar="DIR",

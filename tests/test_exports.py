@@ -415,3 +415,45 @@ def test_a_run_lost_after_all_its_export_writes_leaves_the_warehouse_as_it_was(t
     assert again.returncode == 0, again.stderr
     assert query(database_url, "SELECT data_source, count(*) FROM reading_sessions GROUP BY 1 ORDER BY 1") == [
         ("audible", 3), ("kindle", 4)]
+
+
+# The reader's sync_status and the job's device_sync ---------------------------------------------------------------
+
+
+def test_each_export_gets_its_row_in_the_readers_sync_status_and_a_run_without_statistics_writes_no_koreader_row(
+    tmp_path, database_url
+):
+    kindle_export = write_kindle_export(tmp_path / "kindle", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS)
+    audible_export = write_audible_export(tmp_path / "audible", {"Account Holder": SHEET_EVENTS})
+    rows = """SELECT source_name, sync_status, records_synced, records_created, records_updated, error_message,
+                     last_sync_time IS NOT NULL, sync_mode FROM sync_status ORDER BY 1"""
+
+    first = run_exports(tmp_path, database_url, "--kindle-export", kindle_export, "--audible-export", audible_export)
+
+    assert first.returncode == 0, first.stderr
+    written = dict(query(database_url, "SELECT data_source, count(*) FROM reading_sessions GROUP BY 1"))
+    assert written == {"audible": 3, "kindle": 4}
+    assert query(database_url, rows) == [
+        ("audible", "success", 3, 3, 0, None, True, "incremental"),  # three listening days, each a new row
+        ("kindle", "success", 4, 4, 0, None, True, "incremental"),  # the intervals it kept, each its own session
+    ]
+    again = run_exports(tmp_path, database_url, "--kindle-export", kindle_export)
+    assert again.returncode == 0, again.stderr
+    assert query(database_url, rows) == [
+        ("audible", "success", 3, 3, 0, None, True, "incremental"),  # not configured tonight: left as it was
+        ("kindle", "success", 0, 0, 0, None, True, "incremental"),  # unchanged: nothing read, nothing written
+    ]
+    assert query(database_url, "SELECT count(*) FROM bookhelper.device_sync") == [(0,)]
+
+
+def test_a_failed_night_marks_every_configured_source_failed_in_the_readers_sync_status(tmp_path, database_url):
+    kindle_export = write_kindle_export(tmp_path / "kindle", SHEET_INTERVALS, SHEET_TITLES)
+    assert run_exports(tmp_path, database_url, "--kindle-export", kindle_export).returncode == 0
+
+    failed = run_exports(tmp_path, database_url, "--kindle-export", kindle_export,
+                         "--stats-db", tmp_path / "missing.sqlite3")
+
+    assert failed.returncode == 66, failed.stderr
+    assert query(database_url, """SELECT source_name, sync_status, error_message LIKE '%missing.sqlite3%'
+                                  FROM sync_status ORDER BY 1""") == [("kindle", "failed", True),
+                                                                      ("koreader", "failed", True)]
