@@ -457,3 +457,24 @@ def test_a_failed_night_marks_every_configured_source_failed_in_the_readers_sync
     assert query(database_url, """SELECT source_name, sync_status, error_message LIKE '%missing.sqlite3%'
                                   FROM sync_status ORDER BY 1""") == [("kindle", "failed", True),
                                                                       ("koreader", "failed", True)]
+
+
+def test_two_runs_of_the_same_exports_at_once_serialize_and_load_them_once(tmp_path, database_url, new_database):
+    kindle_export = write_kindle_export(tmp_path / "kindle.zip", SHEET_INTERVALS, SHEET_TITLES, as_zip=True)
+    audible_export = write_audible_export(tmp_path / "audible", {"Account Holder": SHEET_EVENTS})
+    env_file = tmp_path / "empty.env"
+    env_file.write_text("")
+    env_file.chmod(0o600)
+    arguments = [sys.executable, str(SCRIPT), "--env-file", str(env_file), "--kindle-export", str(kindle_export),
+                 "--audible-export", str(audible_export)]
+    runs = [subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=cli_env(HOME=str(tmp_path), DATABASE_URL=database_url, ETL_TIMEZONE="UTC"))
+            for _ in range(2)]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    once = new_database(warehouse=True)
+    assert run_exports(tmp_path, once, "--kindle-export", kindle_export, "--audible-export",
+                       audible_export).returncode == 0
+    assert query(database_url, SESSION_ROWS) == query(once, SESSION_ROWS)
+    assert query(database_url, "SELECT count(*) FROM etl_runs WHERE status = 'success'") == [(2,)]

@@ -13,9 +13,10 @@ import time
 import uuid
 
 import pytest
-from conftest import query
+from conftest import query, run_cli
 from warehouse import table_names
 
+from samples.kindle import KindleTitle, ReadingInterval, write_kindle_export
 from samples.statistics import generate
 
 # Runs that fail before anything runs must leave no table behind: each test starts from an empty database.
@@ -217,6 +218,24 @@ def test_a_failing_run_pings_its_own_exit_code_with_one_run_id(etl, tmp_path, da
     assert targets == [f"/ping/check-uuid/start?rid={rid}", f"/ping/check-uuid/66?rid={rid}"]
     assert "no such file" in server.requests[1][2]
     assert table_names(database_url) == set()
+
+
+def test_a_run_of_exports_alone_pings_its_exit_code_and_a_missing_export_pings_66(tmp_path, database_url, endpoint,
+                                                                                 empty_env_file):
+    server = endpoint("ok")
+    export = write_kindle_export(tmp_path / "kindle", [ReadingInterval(1_767_000_000, 1_767_000_600, "B0TESTKND1")],
+                                 [KindleTitle("B0TESTKND1", "The Lantern Keeper")])
+    settings = dict(HOME=str(tmp_path), DATABASE_URL=database_url, ETL_HEALTHCHECK_URL=server.url(),
+                    ETL_HEALTHCHECK_TIMEOUT=TIMEOUT)
+
+    loaded = run_cli("--kindle-export", export, env_file=empty_env_file, **settings)
+    missing = run_cli("--kindle-export", tmp_path / "no-export.zip", env_file=empty_env_file, **settings)
+
+    assert loaded.returncode == 0, loaded.stderr
+    assert missing.returncode == 66, missing.stderr
+    targets = [target.split("?")[0] for method, target, _body in server.requests]
+    assert targets == ["/ping/check-uuid/start", "/ping/check-uuid/0", "/ping/check-uuid/start", "/ping/check-uuid/66"]
+    assert query(database_url, "SELECT count(*) FROM reading_sessions WHERE data_source = 'kindle'") == [(1,)]
 
 
 # Pings that fail ---------------------------------------------------------------------------------
