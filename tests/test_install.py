@@ -122,9 +122,12 @@ def test_install_puts_everything_in_place_with_the_right_owners_and_modes(staged
     script = (app / "extract_koreader_stats.py").read_text().splitlines()
     assert script[0] == f"#!{PREFIX}/venv/bin/python"
     assert script[1:] == (ROOT / "extract_koreader_stats.py").read_text().splitlines()[1:]
-    # The package beside it: every module, as it is in the checkout, and nothing else.
-    shipped = sorted(p.name for p in (app / "bookhelper").iterdir())
-    assert shipped == sorted(p.name for p in (ROOT / "bookhelper").glob("*.py"))
+    # The package beside it: every module, as it is in the checkout, compiled, and nothing else.
+    shipped = sorted(p.name for p in (ROOT / "bookhelper").glob("*.py"))
+    assert sorted(p.name for p in (app / "bookhelper").iterdir()) == sorted(shipped + ["__pycache__"])
+    # compiled at install: the service cannot write there, and would compile them on every run
+    compiled = sorted(p.name.split(".")[0] + ".py" for p in (app / "bookhelper" / "__pycache__").glob("*.pyc"))
+    assert compiled == shipped
     for name in shipped:
         assert owner(app / "bookhelper" / name) == ("root", 0o644)
         assert (app / "bookhelper" / name).read_bytes() == (ROOT / "bookhelper" / name).read_bytes()
