@@ -740,7 +740,6 @@ PAGE_ROW_PROBLEM_SQL = problem_case(BOOK_ROW_PROBLEMS + VALUE_ROW_PROBLEMS)
 # KOReader's page_stat_data, column by column: a census may reuse what it counted in an unchanged leaf page
 # only when the rows are these five columns (an added column could hold text that spills out of the page).
 PAGE_STAT_COLUMNS = ("id_book", "page", "start_time", "duration", "total_pages")
-CENSUS_CACHE_VERSION = 1
 
 # The census counts each leaf page of page_stat_data apart, in parts. Per leaf and book id, one part of all
 # its rows (problem NULL): count, duration sum, last start, rows that may still wait, and rows whose book id is
@@ -762,6 +761,9 @@ CENSUS_PARTS_SQL = (
 )
 # Each leaf's rows; without leaves, the one pseudo-leaf is the whole table (which may not even have rowids).
 LEAF_ROWS_SQL = "ON p.rowid BETWEEN l.first_rowid AND l.last_rowid"
+# What a cache of parts depends on, as its version: a release that counts otherwise never reuses older parts.
+CENSUS_CACHE_VERSION = int(hashlib.sha256(f"{CENSUS_PARTS_SQL} {EARLIEST_VALID_START}".encode()).hexdigest()[:7], 16)
+NOT_A_NUMBER = VALUE_ROW_PROBLEMS[0][0]
 # A row's problem: its book id's, else its own value's; a part of all rows counts for the first, a part of one
 # value problem for the second.
 CENSUS_PROBLEMS_SQL = f"""
@@ -769,9 +771,10 @@ SELECT coalesce(book_problem, problem), sum(row_count)
 FROM (SELECT {problem_case(BOOK_ROW_PROBLEMS)} AS book_problem, p.problem, p.row_count
       FROM temp.census_parts p LEFT JOIN book b ON b.id = p.id_book)
 WHERE (book_problem IS NULL) <> (problem IS NULL) GROUP BY 1"""
+# Each book id's parts as they are: transform_census adds them up in exact integers (a float sum in SQLite would
+# round huge durations differently in another order of the parts).
 CENSUS_PER_BOOK_SQL = """
-SELECT id_book, sum(row_count), CAST(total(duration_sum) AS INTEGER), max(last_start), sum(future_rows)
-FROM temp.census_parts WHERE problem IS NULL GROUP BY id_book"""
+SELECT id_book, row_count, duration_sum, last_start, future_rows FROM temp.census_parts WHERE problem IS NULL"""
 
 
 # The whole table as one leaf that is never reused: the census of a file whose pages cannot be read.
@@ -854,8 +857,8 @@ class CensusCache:
     def store(self, conn: sqlite3.Connection) -> None:
         """Keep the parts of the leaves read tonight whose counted values are all inside their page (no text or
         blob book id before them, page, start and duration all integers: a value on overflow pages could change
-        without its leaf), and forget the leaves the file no longer has. A leaf whose rows may still wait is
-        kept too: it is reused once its newest start has left the window."""
+        without its leaf) and whose rows could not wait tonight (their counts would change as time passes), and
+        forget the leaves the file no longer has."""
         if not self.writable:
             return
         try:
@@ -865,7 +868,8 @@ class CensusCache:
                    FROM temp.census_leaves l JOIN temp.census_parts p ON p.leaf = l.leaf
                    WHERE NOT l.known GROUP BY l.leaf
                    HAVING sum(p.row_count) FILTER (WHERE p.problem IS NULL) = l.cells AND sum(p.wide_rows) = 0
-                      AND count(*) FILTER (WHERE p.problem = 'not a number') = 0"""
+                      AND sum(p.future_rows) = 0 AND count(*) FILTER (WHERE p.problem = ?) = 0""",
+                (NOT_A_NUMBER,),
             )
             conn.execute("DELETE FROM census_cache.part WHERE digest NOT IN (SELECT digest FROM temp.census_leaves)"
                          " OR digest IN (SELECT digest FROM temp.census_new)")
@@ -896,8 +900,9 @@ def extract_page_census(
     """Count the page rows inside SQLite, leaf page by leaf page of the table (two passes: one grouping every
     check per row was measured slower).
 
-    Returns the skipped rows by reason and, per KOReader book id, the fingerprint of all its rows: count,
-    duration sum, last start and rows dated after the valid window (they become valid as time passes). With
+    Returns the skipped rows by reason and, per KOReader book id and leaf page, the fingerprint of its rows:
+    count, duration sum, last start and rows dated after the valid window (they become valid as time passes);
+    ``transform_census`` adds a book's up. With
     a ``cache``, a leaf page whose bytes did not change since a run counted it (and whose rows cannot wait)
     is not read again: a nightly run reads the few pages that changed (docs/performance.md).
     """

@@ -5,6 +5,7 @@ without ever changing what the census says, whatever the edits in between (SQLit
 import shutil
 import sqlite3
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -101,7 +102,7 @@ def test_a_table_that_is_not_a_rowid_b_tree_has_no_leaves_and_is_counted_whole(t
     assert sqlite_pages.table_leaves(path, root) is None
     (problems, per_book), read = census(path, cache_dir=tmp_path / "cache")
     assert read == 1  # the whole table, as one
-    assert (problems, [(i, n, f) for i, n, _d, _s, f in per_book]) == row_by_row(path)
+    assert (problems, [(i, n, f) for i, n, _d, _s, f in per_book]) == row_by_row(path)  # one part per book
 
 
 def etl_schema_without_rowid():
@@ -165,15 +166,17 @@ def test_a_leaf_whose_values_are_not_all_inside_it_as_numbers_is_read_again(tmp_
     assert census(path, cache_dir=cache)[0] == census(path)[0]
 
 
-def test_rows_that_may_still_wait_are_counted_again_each_night(tmp_path):
-    """A leaf holding rows newer than the waiting window is never reused: as time passes they stop waiting."""
+@pytest.mark.parametrize("hours_after_the_last_row", [-30, 13])  # the last rows out of range; still waiting
+def test_rows_whose_counts_change_as_time_passes_are_counted_again_each_night(tmp_path, hours_after_the_last_row):
+    """A leaf holding rows newer than the waiting window (or dated after the valid window) is never reused: as
+    time passes they stop waiting (become valid)."""
     cache = tmp_path / "cache"
     rows = rows_of_days(10)
     path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows)
     last = max(start for _i, _p, start, _d, _t in rows)
-    soon = last + etl.WAITING_WINDOW - 3600
-    assert census(path, now=soon, cache_dir=cache)[0] == census(path, now=soon)[0]
-    _, read = census(path, now=soon, cache_dir=cache)
+    tonight = last + 3600 * hours_after_the_last_row
+    assert census(path, now=tonight, cache_dir=cache)[0] == census(path, now=tonight)[0]
+    _, read = census(path, now=tonight, cache_dir=cache)
     assert read >= 1
     later = last + etl.WAITING_WINDOW + 3600
     assert census(path, now=later, cache_dir=cache)[0] == census(path, now=later)[0]
@@ -271,6 +274,10 @@ def test_property_after_any_edits_the_cached_census_equals_a_whole_read_and_the_
         cached, _ = census(path, now=now, cache_dir=cache)
         whole, _ = census(path, now=now)
         assert cached == whole
-        problems, per_book = cached
-        assert (problems, sorted((i, n, f) for i, n, _d, _s, f in per_book if isinstance(i, int))) == \
-            row_by_row(path, now)
+        problems, parts = cached  # a book id's parts, one per leaf holding its rows
+        rows, waiting = Counter(), Counter()
+        for id_book, count, _duration, _start, future in parts:
+            if isinstance(id_book, int):
+                rows[id_book] += count
+                waiting[id_book] += future
+        assert (problems, sorted((i, rows[i], waiting[i]) for i in rows)) == row_by_row(path, now)
