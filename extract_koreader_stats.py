@@ -1101,7 +1101,8 @@ class Census:
 def transform_census(
     problems: Iterable[tuple], per_book: Iterable[tuple], books: dict[str, Book], key_of: dict[int, str]
 ) -> Census:
-    """Fold the census into skip counts and per-book-key fingerprints (a key can have several book ids)."""
+    """Fold the census into skip counts and per-book-key fingerprints (a key can have several book ids, and a
+    book id a part per leaf page holding its rows)."""
     rows_read = 0
     totals: dict[str, list[int]] = {key: [0, 0, 0, 0] for key in books}
     ids_by_key: dict[str, list[int]] = {}
@@ -1110,7 +1111,9 @@ def transform_census(
         key = key_of.get(id_book)
         if key is None:
             continue
-        ids_by_key.setdefault(key, []).append(id_book)
+        ids = ids_by_key.setdefault(key, [])
+        if id_book not in ids:
+            ids.append(id_book)
         total = totals[key]
         total[0] += count
         total[1] = bigint_sum(total[1], duration_sum or 0)
