@@ -10,6 +10,7 @@ drops them and the device's re-sent file brings them back with their raw epochs.
 
 import datetime
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from warehouse import book_seconds, reading_state, whole_state
 import extract_koreader_stats as etl_module
 from bookhelper.schema import SCHEMA_VERSION
 from samples.calibre import CalibreBook, write_calibre_library
+from samples.sidecars import dump_lua
 from samples.statistics import Book, write_statistics_file
 
 # Every test here starts from an empty database (what a first run or an upgrade finds).
@@ -194,9 +196,23 @@ DST_CHANGES = {"fall-back": wall("2023-10-29 02:00"), "spring-forward": wall("20
 kindle_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(-150, 150), st.integers(1, 120)),
                           min_size=1, max_size=12)
 boox_reading = st.lists(st.tuples(st.integers(1, 6), st.integers(0, 600), st.integers(1, 120)), max_size=5)
-# Each later night: the device, how much of its file the copy holds, the gap, and which Calibre library (if any).
+# Each later night: the device, how much of its file the copy holds, the gap, which Calibre library and which
+# version of the Kindle's sidecar folder it reads (if any).
 later_nights = st.lists(st.tuples(st.sampled_from(["kindle", "boox"]), st.floats(0, 1), st.sampled_from(["30", "5"]),
-                                  st.sampled_from([None, 0, 1])), max_size=3)
+                                  st.sampled_from([None, 0, 1]), st.sampled_from([None, 0, 1])), max_size=3)
+SIDECAR_STATUSES = ("reading", "complete")
+SIDECARS_WRITTEN = 1_700_000_000
+
+
+def write_sidecars(folder, version):
+    """The Kindle's sidecar folder of one version (Stoner's status; the newer version written later)."""
+    sidecar = folder / f"sidecars{version}" / "Books" / "Stoner.sdr" / "metadata.epub.lua"
+    sidecar.parent.mkdir(parents=True)
+    sidecar.write_bytes(b"return " + dump_lua({
+        "partial_md5_checksum": "e" * 32, "doc_props": {"title": "Stoner", "authors": "John Williams"},
+        "doc_pages": 300, "summary": {"status": SIDECAR_STATUSES[version], "modified": f"2023-11-0{version + 1}"}}))
+    os.utime(sidecar, (SIDECARS_WRITTEN + version, SIDECARS_WRITTEN + version))
+    return folder / f"sidecars{version}"
 LIBRARY_TAGS = (("classic",), ("classic", "favourite"))
 
 
@@ -223,14 +239,16 @@ def copies(rows, fraction):
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(change=st.sampled_from(sorted(DST_CHANGES)), kindle=kindle_reading, boox=boox_reading,
        loaded_by_v1=st.tuples(st.floats(0, 1), st.floats(0, 1)), nights=later_nights,
-       final_gap=st.sampled_from(["30", "5"]), final_library=st.sampled_from([0, 1]))
+       final_gap=st.sampled_from(["30", "5"]), final_library=st.sampled_from([0, 1]),
+       final_sidecars=st.sampled_from([0, 1]))
 def test_property_any_history_from_a_1_0_0_warehouse_equals_one_fresh_load(
     tmp_path_factory, two_empty_databases, empty_env_file, change, kindle, boox, loaded_by_v1, nights, final_gap,
-    final_library
+    final_library, final_sidecars
 ):
     """1.0.0 loaded older copies of both devices' files; then the current release runs grown copies, one device
-    a night, with the gap changed in between and the Calibre library read on some nights (edited between them),
-    and finally both whole files with the library: one fresh load of those equals it."""
+    a night, with the gap changed in between, the Calibre library read on some nights (edited between them) and
+    the Kindle's sidecars on some (replaced by newer ones), and finally both whole files with the library and
+    the newest sidecars: one fresh load of those equals it."""
     rows = {"kindle": sorted({(page, DST_CHANGES[change] + 60 * minutes): (1, page, DST_CHANGES[change] + 60 * minutes,
                                                                            seconds, 300)
                               for page, minutes, seconds in kindle}.values(), key=lambda row: (row[2], row[1])),
@@ -246,21 +264,28 @@ def test_property_any_history_from_a_1_0_0_warehouse_equals_one_fresh_load(
     version_1_warehouse(upgraded, copies(rows["kindle"], shown["kindle"]), copies(rows["boox"], shown["boox"]))
 
     libraries = [write_library(folder, version) for version in (0, 1)]
+    sidecar_folders = [write_sidecars(folder, version) for version in (0, 1)]
 
-    def night(url, device, fraction, gap, library):
+    def night(url, device, fraction, gap, library, sidecars):
         if not rows[device]:
             return
         stats = write_statistics_file(folder / f"{device}.sqlite3", [book[device]], copies(rows[device], fraction))
         calibre = [] if library is None else ["--calibre-library", str(libraries[library])]
+        sidecar_dir = [] if sidecars is None or device != "kindle" else ["--sidecar-dir",
+                                                                         str(sidecar_folders[sidecars])]
         with environment(ETL_GAP_MINUTES=gap, **settings_of[device]):
             assert etl_module.main(["--stats-db", str(stats), "--device", device, "--database-url", url,
-                                    "--env-file", str(empty_env_file), "-q", *calibre]) == 0
+                                    "--env-file", str(empty_env_file), "-q", *calibre, *sidecar_dir]) == 0
 
-    for device, fraction, gap, library in nights:  # copies only grow: Syncthing brings newer ones
+    newest_sidecars = 0
+    for device, fraction, gap, library, sidecars in nights:  # copies only grow: Syncthing brings newer ones
         shown[device] = max(shown[device], fraction)
-        night(upgraded, device, shown[device], gap, library)
+        if sidecars is not None:
+            newest_sidecars = sidecars = max(newest_sidecars, sidecars)
+        night(upgraded, device, shown[device], gap, library, sidecars)
+    final_sidecars = max(newest_sidecars, final_sidecars)
     for url in (upgraded, once):
         for device in ("kindle", "boox"):
-            night(url, device, 1, final_gap, final_library)
+            night(url, device, 1, final_gap, final_library, final_sidecars)
 
     assert whole_state(upgraded) == whole_state(once)
