@@ -861,6 +861,7 @@ class CensusCache:
         forget the leaves the file no longer has."""
         if not self.writable:
             return
+        conn.commit()  # tonight's parts stay whatever happens to the cache (a rollback must not take them)
         try:
             conn.execute(
                 """CREATE TEMP TABLE census_new AS

@@ -219,6 +219,23 @@ def test_a_damaged_or_unwritable_cache_only_costs_time(tmp_path, damage, caplog)
         assert "no census cache tonight" in caplog.text
 
 
+def test_a_cache_another_run_is_writing_only_costs_time(tmp_path):
+    path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows_of_days(50))
+    cache = tmp_path / "cache"
+    census(path, cache_dir=cache)
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE page_stat_data SET duration = 31 WHERE rowid = 5")
+    conn.commit()
+    conn.close()
+    other = sqlite3.connect(cache / "census.sqlite3", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # another night's run, storing its leaves
+    try:
+        counted, _read = census(path, cache_dir=cache)
+    finally:
+        other.close()
+    assert counted == census(path)[0]
+
+
 def test_a_wal_that_holds_the_newest_rows_is_counted(tmp_path):
     path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows_of_days(40), wal=True)
     try:
