@@ -841,18 +841,29 @@ class CensusCache:
             return False
         return True
 
-    def reuse(self, conn: sqlite3.Connection, waiting: int) -> None:
-        """Put the counted parts of the leaves that did not change into temp.census_parts."""
-        conn.execute(
-            """UPDATE temp.census_leaves SET known = 1 WHERE digest IN
-               (SELECT digest FROM census_cache.leaf WHERE newest_start IS NULL OR newest_start <= ?)""",
-            (waiting,),
-        )
-        conn.execute(
-            """INSERT INTO temp.census_parts
-               SELECT l.leaf, c.id_book, c.problem, c.row_count, c.duration_sum, c.last_start, 0, 0
-               FROM temp.census_leaves l JOIN census_cache.part c ON c.digest = l.digest WHERE l.known"""
-        )
+    def reuse(self, conn: sqlite3.Connection, waiting: int) -> bool:
+        """Put the counted parts of the leaves that did not change into temp.census_parts; False (nothing
+        reused, the cache detached, and removed to be made again) when the cache cannot be read."""
+        try:
+            conn.execute(
+                """UPDATE temp.census_leaves SET known = 1 WHERE digest IN
+                   (SELECT digest FROM census_cache.leaf WHERE newest_start IS NULL OR newest_start <= ?)""",
+                (waiting,),
+            )
+            conn.execute(
+                """INSERT INTO temp.census_parts
+                   SELECT l.leaf, c.id_book, c.problem, c.row_count, c.duration_sum, c.last_start, 0, 0
+                   FROM temp.census_leaves l JOIN census_cache.part c ON c.digest = l.digest WHERE l.known"""
+            )
+            return True
+        except sqlite3.Error as exc:
+            conn.rollback()  # of what reuse began: the leaves were committed before
+            self.detach(conn)
+            component_logger("EXTRACT").info("no census cache tonight (%s: %s); the whole file is read", self.path,
+                                             exc)
+            if self.writable:
+                self.path.unlink(missing_ok=True)
+            return False
 
     def store(self, conn: sqlite3.Connection) -> None:
         """Keep the parts of the leaves read tonight whose counted values are all inside their page (no text or
@@ -921,8 +932,9 @@ def extract_page_census(
         ((index, leaf.first_rowid, leaf.last_rowid, leaf.cells, leaf.digest)
          for index, leaf in enumerate(leaves or [WHOLE_TABLE])),
     )
-    if cache:
-        cache.reuse(conn, bounds["waiting"])
+    conn.commit()  # the leaves stay whatever happens to the cache
+    if cache and not cache.reuse(conn, bounds["waiting"]):
+        cache = None
     for statement in CENSUS_PARTS_SQL:
         conn.execute(statement.format(rows=LEAF_ROWS_SQL if leaves else ""), bounds)
     if cache:

@@ -195,13 +195,20 @@ def test_a_dry_run_reads_the_cache_and_writes_none(tmp_path):
     assert (cache / "census.sqlite3").stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("damage", ["garbage", "other version", "unwritable folder"])
+@pytest.mark.parametrize("damage", ["garbage", "damaged pages", "other version", "unwritable folder"])
 def test_a_damaged_or_unwritable_cache_only_costs_time(tmp_path, damage, caplog):
     path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows_of_days(50))
     cache = tmp_path / "cache"
     cache.mkdir()
     if damage == "garbage":
         (cache / "census.sqlite3").write_bytes(b"not an SQLite file" * 100)
+    elif damage == "damaged pages":  # its header intact, its tables not
+        census(path, cache_dir=cache)
+        with open(cache / "census.sqlite3", "r+b") as damaged:
+            page_size = int.from_bytes(damaged.read(18)[16:18], "big")
+            size = damaged.seek(0, 2)
+            damaged.seek(page_size)
+            damaged.write(b"\xff" * (size - page_size))
     elif damage == "other version":
         census(path, cache_dir=cache)
         conn = sqlite3.connect(cache / "census.sqlite3")
