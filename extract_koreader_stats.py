@@ -742,17 +742,17 @@ PAGE_ROW_PROBLEM_SQL = problem_case(BOOK_ROW_PROBLEMS + VALUE_ROW_PROBLEMS)
 PAGE_STAT_COLUMNS = ("id_book", "page", "start_time", "duration", "total_pages")
 
 # The census counts each leaf page of page_stat_data apart, in parts. Per leaf and book id, one part of all
-# its rows (problem NULL): count, duration sum, last start, rows that may still wait, and rows whose book id is
-# text or a blob (it comes first in the row: a long one pushes the numbers onto overflow pages, where they can
-# change while the leaf stays the same); and one part per value problem of the rows that have it (a row with a
-# book problem is counted by its book id's part). A text or blob book id names no book, as 0.5 does not: it is
-# kept as 0.5.
+# its rows (problem NULL): count, duration sum, last start, rows that may still wait, and rows whose book id or
+# total_pages is text or a blob (a long one makes the row spill onto overflow pages, and the counted numbers
+# with it: there they can change while the leaf stays the same; a row of five numbers never spills); and one
+# part per value problem of the rows that have it (a row with a book problem is counted by its book id's part).
+# A text or blob book id names no book, as 0.5 does not: it is kept as 0.5.
 CENSUS_ID_BOOK_SQL = "CASE WHEN typeof(p.id_book) IN ('text', 'blob') THEN 0.5 ELSE p.id_book END"
 CENSUS_PARTS_SQL = (
     f"""INSERT INTO temp.census_parts
     SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, NULL, count(*), CAST(total(p.duration) AS INTEGER),
            CAST(max(p.start_time) AS INTEGER), sum(p.start_time > :waiting),
-           sum(typeof(p.id_book) IN ('text', 'blob'))
+           sum(typeof(p.id_book) IN ('text', 'blob') OR typeof(p.total_pages) IN ('text', 'blob'))
     FROM temp.census_leaves l CROSS JOIN page_stat_data p {{rows}} WHERE NOT l.known GROUP BY l.leaf, 2""",
     f"""INSERT INTO temp.census_parts (leaf, id_book, problem, row_count)
     SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, {problem_case(VALUE_ROW_PROBLEMS)} AS problem, count(*)
@@ -866,9 +866,9 @@ class CensusCache:
             return False
 
     def store(self, conn: sqlite3.Connection) -> None:
-        """Keep the parts of the leaves read tonight whose counted values are all inside their page (no text or
-        blob book id before them, page, start and duration all integers: a value on overflow pages could change
-        without its leaf) and whose rows could not wait tonight (their counts would change as time passes), and
+        """Keep the parts of the leaves read tonight whose rows are all inside their page (five numbers: no text
+        or blob book id or total_pages, page, start and duration integers; a value on overflow pages could
+        change without its leaf) and could not wait tonight (their counts would change as time passes), and
         forget the leaves the file no longer has."""
         if not self.writable:
             return

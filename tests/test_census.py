@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import extract_koreader_stats as etl
 from bookhelper import sqlite_pages
-from samples.statistics import Book, close_wal_writers, write_statistics_file
+from samples.statistics import CURRENT_VERSION, Book, close_wal_writers, schema_script, write_statistics_file
 
 T0 = 1_700_000_000
 NOW = T0 + 400 * 86400
@@ -164,6 +164,24 @@ def test_a_leaf_whose_values_are_not_all_inside_it_as_numbers_is_read_again(tmp_
     conn.close()
 
     assert census(path, cache_dir=cache)[0] == census(path)[0]
+
+
+def test_a_long_value_after_the_counted_ones_can_spill_them_too_on_small_pages(tmp_path):
+    """On 512-byte pages a row keeps as little as 39 bytes in its leaf: a long total_pages, the last column,
+    takes part of the duration onto an overflow page, where it changes while the leaf's bytes stay the same."""
+    path = tmp_path / "statistics.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA page_size = 512")
+    conn.executescript(schema_script(CURRENT_VERSION))
+    conn.execute("INSERT INTO book (id, title, authors, md5) VALUES (?, 'T', 'A', ?)", (2**60, "a" * 32))
+    conn.execute("INSERT INTO page_stat_data VALUES (?, ?, ?, ?, ?)", (2**60, 2**60, -2**50, 2**60, b"x" * 9086))
+    conn.commit()
+    census(path, cache_dir=tmp_path / "cache")
+    conn.execute("UPDATE page_stat_data SET duration = duration + 255")
+    conn.commit()
+    conn.close()
+
+    assert census(path, cache_dir=tmp_path / "cache")[0] == census(path)[0]
 
 
 @pytest.mark.parametrize("hours_after_the_last_row", [-30, 13])  # the last rows out of range; still waiting
