@@ -715,7 +715,8 @@ def extract_book_rows(conn: sqlite3.Connection) -> list[tuple]:
 # then its own values.
 BOOK_ROW_PROBLEMS = (
     ("no book id", "p.id_book IS NULL"),
-    ("unknown book", "b.id IS NULL"),
+    # a text id names no book, even where a file's declared column type lets '1' equal book 1
+    ("unknown book", "b.id IS NULL OR typeof(p.id_book) IN ('text', 'blob')"),
     ("book without title or md5", "p.id_book IN temp.unusable_books"),
 )
 VALUE_ROW_PROBLEMS = (
@@ -748,9 +749,13 @@ PAGE_STAT_COLUMNS = ("id_book", "page", "start_time", "duration", "total_pages")
 # part per value problem of the rows that have it (a row with a book problem is counted by its book id's part).
 # A text or blob book id names no book, as 0.5 does not: it is kept as 0.5.
 CENSUS_ID_BOOK_SQL = "CASE WHEN typeof(p.id_book) IN ('text', 'blob') THEN 0.5 ELSE p.id_book END"
+# The duration sum of a fingerprint counts the durations a row can load with, exactly: a float sum over every
+# row let one huge skipped duration absorb a valid row's change.
+VALID_DURATION_SUM_SQL = (f"sum(CASE WHEN typeof(p.duration) = 'integer' AND p.duration BETWEEN 0 AND "
+                          f"{MAX_VALID_DURATION} THEN p.duration ELSE 0 END)")
 CENSUS_PARTS_SQL = (
     f"""INSERT INTO temp.census_parts
-    SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, NULL, count(*), CAST(total(p.duration) AS INTEGER),
+    SELECT l.leaf, {CENSUS_ID_BOOK_SQL}, NULL, count(*), {VALID_DURATION_SUM_SQL},
            CAST(max(p.start_time) AS INTEGER), sum(p.start_time > :waiting),
            sum(typeof(p.id_book) IN ('text', 'blob') OR typeof(p.total_pages) IN ('text', 'blob'))
     FROM temp.census_leaves l CROSS JOIN page_stat_data p {{rows}} WHERE NOT l.known GROUP BY l.leaf, 2""",

@@ -117,6 +117,30 @@ def etl_schema_without_rowid():
     """
 
 
+def test_a_valid_rows_change_beside_a_huge_skipped_duration_changes_the_fingerprint(tmp_path):
+    rows = rows_of_days(2) + [(1, 99, T0 + 5 * 86400, 2**60, 300)]  # skipped: duration out of range
+    path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows)
+    before = census(path)[0]
+    conn = sqlite3.connect(path)
+    # the last valid row, book 1's too, in the huge one's leaf page
+    conn.execute("UPDATE page_stat_data SET duration = 31 WHERE rowid = (SELECT max(rowid) - 1 FROM page_stat_data)")
+    conn.commit()
+    conn.close()
+    assert census(path)[0] != before
+
+
+def test_a_text_book_id_is_an_unknown_book_whatever_the_columns_declared_type(tmp_path):
+    path = tmp_path / "statistics.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.executescript(schema_script(CURRENT_VERSION).replace("id_book integer,", "id_book text,", 1))
+    conn.execute("INSERT INTO book (id, title, authors, md5) VALUES (1, 'T', 'A', ?)", ("a" * 32,))
+    conn.executemany("INSERT INTO page_stat_data VALUES ('1', ?, ?, 30, 300)", [(p, T0 + 40 * p) for p in range(1, 11)])
+    conn.commit()
+    conn.close()
+    (problems, _parts), _read = census(path)
+    assert problems == [("unknown book", 10)] == row_by_row(path)[0]
+
+
 def test_a_night_reads_only_the_pages_that_changed_and_counts_the_same(tmp_path):
     cache = tmp_path / "cache"
     path = write_statistics_file(tmp_path / "statistics.sqlite3", BOOKS, rows_of_days(300))
