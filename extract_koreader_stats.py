@@ -662,7 +662,7 @@ def prepare_snapshot(conn: sqlite3.Connection) -> None:
                  " last_rowid INTEGER, cells INTEGER, digest BLOB, known INTEGER)")
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS census_parts (leaf INTEGER, id_book, problem TEXT,"
                  " row_count INTEGER, duration_sum INTEGER, last_start INTEGER, future_rows INTEGER,"
-                 " wide_rows INTEGER)")
+                 " spilling_rows INTEGER)")
 
 
 def open_snapshot(source: Path, workdir: Path) -> tuple[sqlite3.Connection, int]:
@@ -841,8 +841,7 @@ class CensusCache:
                 raise sqlite3.DatabaseError(f"cache version {version}")
         except (OSError, sqlite3.Error) as exc:
             self.detach(conn)
-            component_logger("EXTRACT").info("no census cache tonight (%s: %s); the whole file is read", self.path,
-                                             getattr(exc, "strerror", None) or exc)
+            self.not_tonight(getattr(exc, "strerror", None) or exc)
             return False
         return True
 
@@ -852,7 +851,7 @@ class CensusCache:
         try:
             conn.execute(
                 """UPDATE temp.census_leaves SET known = 1 WHERE digest IN
-                   (SELECT digest FROM census_cache.leaf WHERE newest_start IS NULL OR newest_start <= ?)""",
+                   (SELECT digest FROM census_cache.leaf WHERE newest_start <= ?)""",
                 (waiting,),
             )
             conn.execute(
@@ -864,8 +863,7 @@ class CensusCache:
         except sqlite3.Error as exc:
             conn.rollback()  # of what reuse began: the leaves were committed before
             self.detach(conn)
-            component_logger("EXTRACT").info("no census cache tonight (%s: %s); the whole file is read", self.path,
-                                             exc)
+            self.not_tonight(exc)
             if self.writable:
                 self.path.unlink(missing_ok=True)
             return False
@@ -884,7 +882,7 @@ class CensusCache:
                    SELECT l.leaf, l.digest, max(p.last_start) AS newest_start
                    FROM temp.census_leaves l JOIN temp.census_parts p ON p.leaf = l.leaf
                    WHERE NOT l.known GROUP BY l.leaf
-                   HAVING sum(p.row_count) FILTER (WHERE p.problem IS NULL) = l.cells AND sum(p.wide_rows) = 0
+                   HAVING sum(p.row_count) FILTER (WHERE p.problem IS NULL) = l.cells AND sum(p.spilling_rows) = 0
                       AND sum(p.future_rows) = 0 AND count(*) FILTER (WHERE p.problem = ?) = 0""",
                 (NOT_A_NUMBER,),
             )
@@ -904,6 +902,9 @@ class CensusCache:
         finally:
             conn.execute("DROP TABLE IF EXISTS temp.census_new")
 
+    def not_tonight(self, reason) -> None:
+        component_logger("EXTRACT").info("no census cache tonight (%s: %s); the whole file is read", self.path, reason)
+
     def detach(self, conn: sqlite3.Connection) -> None:
         if self.attached:
             conn.commit()
@@ -918,10 +919,10 @@ def extract_page_census(
     check per row was measured slower).
 
     Returns the skipped rows by reason and, per KOReader book id and leaf page, the fingerprint of its rows:
-    count, duration sum, last start and rows dated after the valid window (they become valid as time passes);
-    ``transform_census`` adds a book's up. With
-    a ``cache``, a leaf page whose bytes did not change since a run counted it (and whose rows cannot wait)
-    is not read again: a nightly run reads the few pages that changed (docs/performance.md).
+    count, duration sum, last start and rows newer than the waiting bound (their sessions may still wait);
+    ``transform_census`` adds a book's up. With a ``cache``, a leaf page whose bytes did not change since a run
+    counted it (and whose rows cannot wait) is not read again: a nightly run reads the few pages that changed
+    (docs/performance.md).
     """
     # Before any write to the snapshot's temporary tables: a checkpoint or ATTACH needs no open transaction.
     leaves = page_leaves(conn)
