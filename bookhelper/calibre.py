@@ -1,5 +1,6 @@
 """Source: a Calibre library (``metadata.db``, as Calibre-Web-Automated keeps it), read from a snapshot:
-publishers, tags, series, languages, ratings, identifiers and editions of the warehouse's books."""
+publishers, tags, series, languages, ratings, identifiers and editions of the warehouse's books, and the ASINs
+of every book of the library (``calibre_asins``), which name the Kindle books no warehouse book holds."""
 
 import dataclasses
 import hashlib
@@ -31,7 +32,14 @@ from bookhelper.core import (
     iso_date,
     normalise_md5,
 )
-from bookhelper.matching import MATCH_RULES, WarehouseBook, isbn_columns, match_calibre_books
+from bookhelper.matching import (
+    MATCH_RULES,
+    WarehouseBook,
+    asin_key,
+    asin_rule,
+    isbn_columns,
+    match_calibre_books,
+)
 from bookhelper.schema import same_name
 
 CALIBRE_UNKNOWN_DATE = "0101-01-01"  # calibre's "undefined date"
@@ -383,6 +391,12 @@ WHERE b.source = 'calibre'
 INSERT INTO book_identifiers (book_id, source, scheme, value)
 SELECT book_id, 'calibre', scheme, value FROM incoming_identifiers ON CONFLICT DO NOTHING;
 
+DELETE FROM calibre_asins;
+INSERT INTO calibre_asins (asin, rule, calibre_id, title, authors)
+SELECT asin, rule, calibre_id, title, authors FROM jsonb_to_recordset(%(asins)s::jsonb) AS a(
+    asin text, rule text, calibre_id integer, title text, authors text[])
+ON CONFLICT DO NOTHING;
+
 INSERT INTO schema_meta (key, value) VALUES ('calibre_fingerprint', %(fingerprint)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 SELECT count(*), count(*) FILTER (WHERE match_rule = 'manual') FROM incoming_calibre;
@@ -415,6 +429,15 @@ def calibre_payload(books: dict[int, WarehouseBook], overrides: dict[int, Option
     return payload
 
 
+def library_asins(library: CalibreLibrary) -> list[dict]:
+    """Every ASIN the library's books hold (``amazon``/``amazon_<store>``, an ASIN-shaped ``mobi-asin``), with
+    the book's title and authors: what names an export's book that no warehouse book holds."""
+    return [{"asin": asin, "rule": rule, "calibre_id": book.calibre_id, "title": book.title,
+             "authors": list(book.authors)}
+            for book in library.books.values() for scheme, value in book.identifiers
+            for rule, asin in [(asin_rule(scheme), asin_key(value))] if rule and asin]
+
+
 def load_calibre(cursor, library: CalibreLibrary) -> Optional[int]:
     """Match every warehouse book to the library and land what it says; nothing when neither the library
     nor the warehouse's books changed since the last run (one round trip), else two more. Returns how many
@@ -437,7 +460,7 @@ def load_calibre(cursor, library: CalibreLibrary) -> Optional[int]:
                 file_md5s.setdefault(book.calibre_id, set()).add(md5)
     matches = match_calibre_books(books.values(), library, file_md5s)
     cursor.execute(CALIBRE_SQL, {"calibre": json.dumps(calibre_payload(books, overrides, matches, library)),
-                                 "fingerprint": fingerprint})
+                                 "asins": json.dumps(library_asins(library)), "fingerprint": fingerprint})
     matched, manual = cursor.fetchone()
     by_rule = Counter(rule for _id, rule in matches.values())
     component_logger("LOAD").info(

@@ -3,9 +3,10 @@ from ``Kindle.Devices.ReadingSession.csv``, the only file of reading time (the o
 reading), titles and authors from the library files.
 
 A store book's intervals go to the warehouse book that holds its ASIN (Calibre's ``amazon`` identifiers,
-``books.asin``, then ``mobi-asin``), else to a book of its own titled from the export (or by its ASIN). A
-personal document is a book of its own, keyed by its document id, never matched by ASIN. Samples are not
-the book: they are skipped and counted. The export is current state: each run loads what it says.
+``books.asin``, then ``mobi-asin``), else to a book of its own titled from the export (else by the Calibre
+book that holds the ASIN, ``calibre_asins``, else by the ASIN). A personal document is a book of its own,
+keyed by its document id, never matched by ASIN. Samples are not the book: they are skipped and counted.
+The export is current state: each run loads what it says.
 """
 
 import calendar
@@ -295,7 +296,9 @@ SELECT (SELECT value FROM schema_meta WHERE key = 'kindle_fingerprint'),
                        WHERE b.asin IS NOT NULL AND (k.book_key IS NULL OR k.book_key NOT LIKE 'kindle:%%')) AS h),
                 '[]')::text,
        """ + titled_books_json("^(kindle|audible):") + """,
-       """ + book_keys_json("^(kindle|audible):") + """;
+       """ + book_keys_json("^(kindle|audible):") + """,
+       coalesce((SELECT json_agg(json_build_array(asin, rule, calibre_id, title, authors)
+                                 ORDER BY asin, rule, calibre_id) FROM calibre_asins), '[]')::text;
 """
 
 KINDLE_SQL = """
@@ -323,10 +326,19 @@ def asin_holders(rows: Sequence) -> tuple[list[AsinHolder], dict[int, bool]]:
     return holders, ours
 
 
-def own_book(content_id: str, export: KindleExport, last_read: int) -> Book:
-    """The book of its own that a content id no warehouse book holds lands as: titled by the export, or by
-    its id until a later export, Calibre or the enrichment job knows better."""
-    title, authors = export.titles.get(content_id, (content_id, ()))
+def calibre_names(rows: Sequence) -> dict:
+    """ASIN -> (title, authors) of the one book of the Calibre library that holds it (bookhelper.calibre_asins
+    rows), by the rules that place an ASIN on a warehouse book; an ASIN several books hold names nothing."""
+    holders = [AsinHolder(calibre_id, rule, asin) for asin, rule, calibre_id, _title, _authors in rows]
+    books = {calibre_id: (title, tuple(authors)) for _asin, _rule, calibre_id, title, authors in rows}
+    return {asin: books[calibre_id]
+            for asin, (calibre_id, _rule) in match_asins(sorted({row[0] for row in rows}), holders).items()}
+
+
+def own_book(content_id: str, names: dict, last_read: int) -> Book:
+    """The book of its own that a content id no warehouse book holds lands as: titled by the export, else by
+    the Calibre book that holds its ASIN, else by its id (until a later export or Calibre knows better)."""
+    title, authors = names.get(content_id, (content_id, ()))
     return Book(f"kindle:{content_id}", title, authors, None, None, None, None, last_read)
 
 
@@ -353,20 +365,21 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
     """Place each content id on its warehouse book and replace the export's intervals and sessions; one
     round trip when neither the export nor the books holding ASINs changed."""
     cursor.execute(KINDLE_STATE_SQL)
-    stored, holder_rows, book_rows, key_rows = cursor.fetchone()
-    holder_rows, book_rows, keys = json.loads(holder_rows), json.loads(book_rows), json.loads(key_rows)
-    fingerprint = state_digest(snapshot.fingerprint, holder_rows, book_rows, keys, run.config.gap_seconds,
-                               run.timezone)
+    stored, *state = cursor.fetchone()
+    holder_rows, book_rows, keys, calibre_rows = (json.loads(part) for part in state)
+    fingerprint = state_digest(snapshot.fingerprint, holder_rows, book_rows, keys, calibre_rows,
+                               run.config.gap_seconds, run.timezone)
     if fingerprint == stored:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
     export = snapshot.content
+    names = {**calibre_names(calibre_rows), **export.titles}
     holders, ours = asin_holders(holder_rows)
     content_ids = sorted({i.content_id for i in export.intervals})
     matches = match_asins([c for c in content_ids if asin_key(c)], holders)
     # a store book no ASIN places: the one warehouse book with its title and first author
-    unplaced = [(c, *export.titles[c][:1], (export.titles[c][1] or (None,))[0]) for c in content_ids
-                if asin_key(c) and c not in matches and c in export.titles]
+    unplaced = [(c, names[c][0], (names[c][1] or (None,))[0]) for c in content_ids
+                if asin_key(c) and c not in matches and c in names]
     for content_id, book_id in match_title_author(unplaced, titled_books(book_rows)).items():
         matches[content_id] = (book_id, "title_author")
         ours[book_id] = True
@@ -379,7 +392,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         if match and ours.get(match[0]):
             placed[content_id] = (match[0], None)
             continue
-        book = own_book(content_id, export, last_read[content_id])
+        book = own_book(content_id, names, last_read[content_id])
         own.append(book)
         if match:
             adopted[book.book_key] = match

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bookhelper.core import STATS_SOURCE, UNTITLED, ConfigError, component_logger
 from bookhelper.sessions import REACHES_END_SQL
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 # The reading_sessions rows the job writes, by their data_source: its views count these and no other job's.
@@ -715,6 +715,17 @@ CREATE TABLE IF NOT EXISTS bookhelper.export_match_overrides (
     note    text,
     PRIMARY KEY (source, asin)
 );
+-- What the Calibre library last read says of the ASINs its books hold (every book of the library, matched or
+-- not), as current state: how an export's book that no warehouse book holds gets a title and authors when the
+-- export names none.
+CREATE TABLE IF NOT EXISTS bookhelper.calibre_asins (
+    asin       text NOT NULL,
+    rule       text NOT NULL,
+    calibre_id integer NOT NULL,
+    title      text NOT NULL,
+    authors    text[] NOT NULL,
+    PRIMARY KEY (asin, rule, calibre_id)
+);
 
 -- Exact seconds per book, with what the sidecars and Calibre say of it.
 CREATE OR REPLACE VIEW bookhelper.book_reading AS
@@ -930,6 +941,8 @@ WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
 # schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
+    # 5 -> 6: bookhelper.calibre_asins (in the DDL), filled by the next Calibre load.
+    5: ("", "DELETE FROM bookhelper.schema_meta WHERE key = 'calibre_fingerprint';\n"),
     # 4 -> 5: page_views follow book_keys by a trigger (in the DDL) instead of a foreign key.
     4: ("", "ALTER TABLE bookhelper.page_views DROP CONSTRAINT IF EXISTS page_views_book_id_fkey;\n"),
     # 3.0.0 -> 4: Amazon's exports: their tables, reading_sessions.time_precision (all in the DDL) and the

@@ -40,7 +40,8 @@ sidecar_versions = st.fixed_dictionaries({
     "copy": st.booleans(),  # a second copy of the sidecar, in docsettings/, older or newer
     "copy_newer": st.booleans(),
 })
-# Kindle: Stoner by an ASIN that some library versions name (amazon identifier), a book only Kindle knows.
+# Kindle: Stoner by an ASIN that some library versions name (amazon identifier), and a book the warehouse knows
+# only from Kindle, which the export does not name (titled by its ASIN, or by the library versions that hold it).
 # Audible: Dune's audiobook (its ebook by title and author) and one no ebook has. Intervals and listening days
 # near the statistics' page rows, so that reads overlap and tandems come and go with the setting.
 KINDLE_ASINS = ("B0STONER01", "B0KINDLE02")
@@ -51,6 +52,7 @@ audible_rows = st.lists(st.tuples(st.integers(0, 1), st.integers(-10, 20), st.in
                                   st.integers(0, 100)), min_size=1, max_size=8)
 library_versions = st.fixed_dictionaries({
     "stoner_asin": st.booleans(),
+    "kindle_asin": st.booleans(),
     "tags": st.lists(st.sets(st.sampled_from(TAGS), max_size=2), min_size=4, max_size=4),
     "publishers": st.lists(st.sampled_from(PUBLISHERS), min_size=4, max_size=4),
     "isbns": st.lists(st.sampled_from(["9780306406157", "0306406152", "9781590171998", None]), min_size=4,
@@ -88,21 +90,23 @@ def write_sidecars(folder: Path, version: dict, written_at: int) -> None:
 
 
 def write_library(folder: Path, version: dict) -> Path:
-    """The reader's library of one version: the three books and one the statistics never saw."""
+    """The reader's library of one version: the three books and one the statistics never saw (the Kindle-only
+    book, in the versions that hold its ASIN)."""
     titles = [(b.title, b.authors) for b in BOOKS] + [("Unread", "Nobody")]
     books = [CalibreBook(n, title, [author], publisher=version["publishers"][n - 1],
                          tags=sorted(version["tags"][n - 1]),
                          identifiers={**({"isbn": version["isbns"][n - 1]} if version["isbns"][n - 1] else {}),
-                                      **({"amazon": KINDLE_ASINS[0]} if n == 1 and version["stoner_asin"] else {})})
+                                      **({"amazon": KINDLE_ASINS[0]} if n == 1 and version["stoner_asin"] else {}),
+                                      **({"mobi-asin": KINDLE_ASINS[1]} if n == 4 and version["kindle_asin"] else {})})
              for n, (title, author) in enumerate(titles, 1)]
     return write_calibre_library(folder, books, cwa=False).metadata_db.parent
 
 
 def write_kindle(path: Path, rows: list) -> Path:
-    """A Kindle export of these intervals (ASIN, start offset, millis), titled for both ASINs."""
+    """A Kindle export of these intervals (ASIN, start offset, millis), which names Stoner only."""
     intervals = [ReadingInterval(T0 + start, T0 + start + millis // 1000, asin, millis=millis)
                  for asin, start, millis in rows]
-    titles = [KindleTitle(KINDLE_ASINS[0], "Stoner", ("Williams, John",)), KindleTitle(KINDLE_ASINS[1], "Kindle Only")]
+    titles = [KindleTitle(KINDLE_ASINS[0], "Stoner", ("Williams, John",))]
     return write_kindle_export(path, intervals, titles, as_zip=True)
 
 

@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
 from pgtools import wait_for_backends_to_end, wait_for_statement
+from warehouse import whole_state
 
 from bookhelper import audible, kindle
 from bookhelper.exports import open_export, read_rows
@@ -277,6 +278,50 @@ def test_a_newer_export_replaces_the_older_and_an_unchanged_one_costs_one_query(
                        write_kindle_export(tmp_path / "untitled", SHEET_INTERVALS)).returncode == 0
     assert query(database_url, "SELECT title FROM books ORDER BY title") == [("B0C0FFEE0123456789ABCDEF01234567",),
                                                                              ("B0TESTKND1",)]
+
+
+def test_an_asin_the_export_names_nowhere_takes_the_name_of_the_calibre_book_that_holds_it(tmp_path, database_url,
+                                                                                          new_database):
+    day = utc("2026-01-03T19:00:00Z")
+    intervals = [ReadingInterval(day + n * 86400, day + n * 86400 + 600, asin, millis=600_000)
+                 for n, asin in enumerate(("B0TESTKND1", "B0TESTKND2", "B0TESTKND3"))]
+    export = write_kindle_export(tmp_path / "kindle", intervals, [KindleTitle("B0TESTKND2", "Export Title",
+                                                                              ("Lee, Ann",))])
+    # None of these books is in the warehouse: Calibre matches none of them, it only names the ASINs.
+    library = write_calibre_library(tmp_path / "library", [
+        CalibreBook(1, "The Lantern Keeper", ["Calla Whitcombe", "Bo Park"], identifiers={"amazon_de": "b0testknd1"}),
+        CalibreBook(2, "Calibre Title", ["Someone Else"], identifiers={"amazon": "B0TESTKND2"}),
+        CalibreBook(3, "One Edition", ["Ann Lee"], identifiers={"mobi-asin": "B0TESTKND3"}),
+        CalibreBook(4, "Another Edition", ["Ann Lee"], identifiers={"mobi-asin": "B0TESTKND3"})]).metadata_db.parent
+    names = """SELECT b.title, b.author, b.source, k.book_key,
+                      (SELECT array_agg(a.name ORDER BY ba.position) FROM book_authors ba
+                       JOIN author_names a USING (author_id) WHERE ba.book_id = b.book_id)
+               FROM books b JOIN book_keys k USING (book_id) ORDER BY k.book_key"""
+
+    assert run_exports(tmp_path, database_url, "--kindle-export", export).returncode == 0
+    assert query(database_url, names) == [
+        ("B0TESTKND1", None, "kindle", "kindle:B0TESTKND1", None),
+        ("Export Title", "Ann Lee", "kindle", "kindle:B0TESTKND2", ["Ann Lee"]),
+        ("B0TESTKND3", None, "kindle", "kindle:B0TESTKND3", None)]
+
+    result = run_exports(tmp_path, database_url, "--calibre-library", library, "--kindle-export", export)
+
+    # The export's own name first, then the one Calibre book that holds the ASIN; two books name nothing.
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, names) == [
+        ("The Lantern Keeper", "Calla Whitcombe", "kindle", "kindle:B0TESTKND1", ["Calla Whitcombe", "Bo Park"]),
+        ("Export Title", "Ann Lee", "kindle", "kindle:B0TESTKND2", ["Ann Lee"]),
+        ("B0TESTKND3", None, "kindle", "kindle:B0TESTKND3", None)]
+    assert query(database_url, "SELECT count(*) FROM bookhelper.book_calibre") == [(0,)]
+    once = new_database()
+    assert run_exports(tmp_path, once, "--calibre-library", library, "--kindle-export", export).returncode == 0
+    assert whole_state(database_url) == whole_state(once)
+
+    # The library forgets the identifier: the ASIN is the title again.
+    write_calibre_library(tmp_path / "edited", [CalibreBook(1, "The Lantern Keeper", ["Calla Whitcombe"])])
+    assert run_exports(tmp_path, database_url, "--calibre-library", tmp_path / "edited", "--kindle-export",
+                       export).returncode == 0
+    assert query(database_url, names)[0] == ("B0TESTKND1", None, "kindle", "kindle:B0TESTKND1", None)
 
 
 @pytest.mark.empty_database

@@ -1,5 +1,6 @@
-"""A warehouse made by bookhelper-etl 1.0.0 (schema version 1) or 2.0.0 (version 2) is upgraded in place on the
-first run, into the reader's tables and the job's own schema, and then equals a fresh load."""
+"""A warehouse made by an older bookhelper-etl (1.0.0: schema version 1, 2.0.0: version 2, and the later versions)
+is upgraded in place on the first run, into the reader's tables and the job's own schema, and then equals a fresh
+load."""
 
 from decimal import Decimal
 from pathlib import Path
@@ -7,9 +8,11 @@ from pathlib import Path
 import pytest
 from catalog import catalog, differences
 from conftest import query, run_cli
-from warehouse import reading_state
+from warehouse import reading_state, whole_state
 
 from bookhelper.schema import SCHEMA_VERSION
+from samples.calibre import CalibreBook, write_calibre_library
+from samples.kindle import ReadingInterval, write_kindle_export
 from samples.statistics import Book, write_statistics_file
 
 # Every test here starts from an empty database (what a first run or an upgrade finds).
@@ -243,3 +246,32 @@ def test_a_version_4_warehouse_trades_the_page_views_foreign_key_for_the_trigger
     assert differences(catalog(database_url, SCHEMAS), catalog(fresh, SCHEMAS)) == []
     query(database_url, "DELETE FROM books")
     assert query(database_url, "SELECT count(*) FROM bookhelper.page_views") == [(0,)]
+
+
+def test_a_version_5_warehouse_reads_the_calibre_library_again_to_name_the_kindle_books_it_holds(
+    tmp_path, database_url, new_database, empty_env_file
+):
+    library = write_calibre_library(tmp_path / "library", [CalibreBook(
+        1, "The Lantern Keeper", ["Calla Whitcombe"], identifiers={"amazon": "B0TESTKND1"})]).metadata_db.parent
+    export = write_kindle_export(tmp_path / "kindle", [ReadingInterval(T0, T0 + 600, "B0TESTKND1", millis=600_000)])
+    stats = write_statistics_file(tmp_path / "s.sqlite3", [Book(1, "Stoner", "John Williams", 300, "e" * 32)],
+                                  [(1, 1, T0, 60, 300)])
+    inputs = ("--stats-db", stats, "--calibre-library", library, "--kindle-export", export)
+    settings = {"env_file": empty_env_file, "ETL_TIMEZONE": "UTC"}
+    fresh = new_database()
+    assert run_cli(*inputs, DATABASE_URL=fresh, **settings).returncode == 0
+    # what version 5 had: no calibre_asins, the library's fingerprint stored, the Kindle book titled by its ASIN
+    assert run_cli(*inputs[:2], *inputs[4:], DATABASE_URL=database_url, **settings).returncode == 0
+    assert run_cli(*inputs[:4], DATABASE_URL=database_url, **settings).returncode == 0
+    query(database_url, """
+        DROP TABLE bookhelper.calibre_asins;
+        UPDATE bookhelper.schema_meta SET value = '5' WHERE key = 'schema_version'""")
+
+    result = run_cli(*inputs, DATABASE_URL=database_url, **settings)
+
+    assert result.returncode == 0, result.stderr
+    assert f"upgrading the warehouse schema to version {SCHEMA_VERSION}" in result.stderr
+    assert differences(catalog(database_url, SCHEMAS), catalog(fresh, SCHEMAS)) == []
+    assert query(database_url, "SELECT title, author FROM books ORDER BY 1") == [
+        ("Stoner", "John Williams"), ("The Lantern Keeper", "Calla Whitcombe")]
+    assert whole_state(database_url) == whole_state(fresh)
