@@ -10,7 +10,9 @@ import functools
 import hashlib
 import io
 import itertools
+import json
 import os
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -47,6 +49,10 @@ class Export:
     def find(self, name: str) -> list[str]:
         """Every file of that name, anywhere in the tree."""
         return self.entries.get(name, [])
+
+    def find_named(self, pattern: "re.Pattern[str]") -> list[str]:
+        """Every file whose name matches ``pattern``, in the order of their names."""
+        return [entry for name in sorted(self.entries) if pattern.fullmatch(name) for entry in self.entries[name]]
 
     def open_bytes(self, entry: str) -> io.BufferedIOBase:
         """One file's bytes."""
@@ -148,6 +154,19 @@ def read_rows(export: Export, entry: str, required: Sequence[str], problems: Cou
                              f"({first_line(exc)})") from None
     finally:
         csv.field_size_limit(limit)
+
+
+def read_json(export: Export, entry: str, problems: Counter) -> object:
+    """A JSON file's value, or None (counted) when it is larger than MAX_FIELD or not JSON in UTF-8."""
+    with export.open_bytes(entry) as raw:
+        content = raw.read(MAX_FIELD + 1)
+    try:
+        if len(content) <= MAX_FIELD:
+            return json.loads(content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        pass
+    problems["JSON file unreadable or too large (ignored)"] += 1
+    return None
 
 
 def entry_folder(export: Export, entry: str) -> str:

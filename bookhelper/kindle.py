@@ -1,6 +1,6 @@
 """Source: the Kindle part of Amazon's data export (``../shared/kindle-export-format.md``): reading sessions
 from ``Kindle.Devices.ReadingSession.csv``, the only file of reading time (the others describe the same
-reading), titles and authors from the library files.
+reading), titles and authors from the library index, then from the other files that name a book.
 
 A store book's intervals go to the warehouse book that holds its ASIN (Calibre's ``amazon`` identifiers,
 ``books.asin``, then ``mobi-asin``), else to a book of its own titled from the export (else by the Calibre
@@ -15,7 +15,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -38,6 +38,8 @@ from bookhelper.exports import (
     LazyExport,
     configured_path,
     open_export,
+    read_header,
+    read_json,
     read_rows,
     report_problems,
     require_columns,
@@ -53,6 +55,15 @@ SESSION_COLUMNS = ("start_timestamp", "end_timestamp", "ASIN", "device_family", 
 TITLE_FILE = "Kindle.UnifiedLibraryIndex.CustomerRelationshipIndex.csv"
 AUTHOR_FILE = "Kindle.UnifiedLibraryIndex.CustomerAuthorNameRelationship.csv"
 DOCUMENT_FILE = "Kindle.KindleDocs.DocumentMetadata.csv"
+# Where else the export names a store book, in the fact sheet's lookup order after the library index: (file,
+# ASIN column, title column, the column that must say it is an ebook, and what it says); they name no authors.
+ELSEWHERE_TITLE_FILES = (
+    ("whispersync.csv", "ASIN", "Product Name", "ContentType", "EBOK"),
+    ("Kindle.UserUniqueTitlesCompleted.csv", "asin_date_and_content_type", "product_name", None, None),
+    ("Kindle.reading-insights-sessions_with_adjustments.csv", "ASIN", "product_name", None, None),
+    ("Kindle.KindleContentUpdate.ContentUpdates.csv", "ASIN", "Product Name", None, None),
+)
+OWNERSHIP_FILE = re.compile(r"Digital\.Content\.Ownership\.(\d+)\.json")
 CONTENT_KINDS = {"E-Book": "book", "Personal Document": "document", "E-Book Sample": "sample"}
 DOCUMENT_ID = re.compile(r"[0-9A-F]{32}")
 TIMESTAMP = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d{1,6})?Z")
@@ -158,7 +169,8 @@ def display_author(name: str) -> str:
 
 
 def extract_titles(export: Export, problems: Counter) -> dict:
-    """content id -> (title, authors) from the library files (a missing one names nothing)."""
+    """content id -> (title, authors) from the library files, then from the other files that name a book
+    (elsewhere_titles); a missing file names nothing."""
     authors: dict[str, list[str]] = {}
     for entry in export.find(AUTHOR_FILE):
         for row in read_rows(export, entry, ("ASIN", "Author Name"), problems):
@@ -171,12 +183,44 @@ def extract_titles(export: Export, problems: Counter) -> dict:
             asin, name = asin_key(row["ASIN"]), row["Product Name"].strip()
             if asin and row["Resource Type"].strip() == "ITEM" and not unavailable(name):
                 titles.setdefault(asin, (name, tuple(authors.get(asin, ()))))
+    for asin, name in elsewhere_titles(export, problems):
+        titles.setdefault(asin, (name, tuple(authors.get(asin, ()))))
     for entry in export.find(DOCUMENT_FILE):
         for row in read_rows(export, entry, ("DocumentId", "Title"), problems):
             document_id, name = row["DocumentId"].strip().upper(), row["Title"].strip()
             if DOCUMENT_ID.fullmatch(document_id) and not unavailable(name):
                 titles.setdefault(document_id, (name, ()))
     return titles
+
+
+def ownership_files(export: Export) -> list[str]:
+    """The ownership JSON files, by their number."""
+    return sorted(export.find_named(OWNERSHIP_FILE),
+                  key=lambda entry: int(OWNERSHIP_FILE.fullmatch(Path(entry).name).group(1)))
+
+
+def elsewhere_titles(export: Export, problems: Counter) -> Iterator[tuple[str, str]]:
+    """(ASIN, title) of each ebook the export's other files name, in the fact sheet's lookup order: the files of
+    ELSEWHERE_TITLE_FILES (one without those columns is ignored and counted), then the ownership JSON files
+    (``resource.ASIN``, ``"Product Name"``)."""
+    for name, asin_column, title_column, kind_column, ebook in ELSEWHERE_TITLE_FILES:
+        columns = [column for column in (asin_column, title_column, kind_column) if column]
+        for entry in export.find(name):
+            if not set(columns) <= set(read_header(export, entry)):
+                problems[f"{name} without its columns (ignored)"] += 1
+                continue
+            for row in read_rows(export, entry, columns, problems):
+                asin, title = asin_key(row[asin_column].split("_")[0]), row[title_column].strip()
+                if asin and not unavailable(title) and (kind_column is None or row[kind_column].strip() == ebook):
+                    yield asin, title
+    for entry in ownership_files(export):
+        value = read_json(export, entry, problems)
+        for item in value if isinstance(value, list) else [value]:
+            resource = item.get("resource") if isinstance(item, dict) else None
+            if isinstance(resource, dict) and resource.get("resourceType") == "KindleEBook":
+                asin, title = resource.get("ASIN"), resource.get("Product Name")
+                if isinstance(asin, str) and isinstance(title, str) and asin_key(asin) and not unavailable(title):
+                    yield asin_key(asin), title.strip()
 
 
 def kindle_files(path: Path) -> tuple[Export, list[str], list[str]]:
@@ -188,7 +232,8 @@ def kindle_files(path: Path) -> tuple[Export, list[str], list[str]]:
         raise SourceUnusable(f"{path}: holds no {SESSION_FILE}; is it the Kindle part of Amazon's export?")
     for entry in entries:
         require_columns(export, entry, SESSION_COLUMNS)
-    library = [entry for name in (TITLE_FILE, AUTHOR_FILE, DOCUMENT_FILE) for entry in export.find(name)]
+    names = (TITLE_FILE, AUTHOR_FILE, DOCUMENT_FILE, *(name for name, *_columns in ELSEWHERE_TITLE_FILES))
+    library = [entry for name in names for entry in export.find(name)] + ownership_files(export)
     return export, entries, entries + library
 
 

@@ -105,6 +105,14 @@ SEND_TO_KINDLE_PATH = " /Kindle.SendToKindleEvents/Kindle.SendToKindleEvents.csv
 TUTORIAL_CONFIG_PATH = "JustInTimeTutorialConfig/JustInTimeTutorialConfig.csv"  # the doubled BOM
 SETUP_CREDENTIALS_PATH = "Frustration Free Setup Credentials/Frustration Free Setup Credentials.csv"
 OWNERSHIP_JSON_PATH = "Digital.Content.Ownership/Digital.Content.Ownership.{n}.json"
+COMPLETED_PATH = "Kindle.UserUniqueTitlesCompleted/Kindle.UserUniqueTitlesCompleted.csv"
+COMPLETED_HEADER = "asin_date_and_content_type,product_name"
+INSIGHTS_PATH = ("Kindle.reading-insights-sessions_with_adjustments/"
+                 "Kindle.reading-insights-sessions_with_adjustments.csv")
+INSIGHTS_HEADER = "ASIN,end_time,product_name,reading_marketplace,start_time,total_reading_milliseconds"
+CONTENT_UPDATES_PATH = "Kindle.KindleContentUpdate/Kindle.KindleContentUpdate.ContentUpdates.csv"
+CONTENT_UPDATES_HEADER = "ASIN,Content Update Date,Product Name,Update Reason"  # invented but ASIN and Product Name
+ELSEWHERE_KINDS = ("whispersync", "whispersync_audio", "completed", "insights", "content_updates", "ownership")
 
 # Audible ASINs that whispersync.csv's AUDI rows carry (invented; the Audible generator's are different).
 WHISPERSYNC_AUDIBLE_ASINS = ("B0WSAUDIO1", "4012345678", "B0WSAUDIO2")
@@ -392,10 +400,41 @@ def _whispersync_rows(items: Sequence[KindleTitle], documents: Sequence[Personal
     return rows
 
 
+def _elsewhere_files(elsewhere: Mapping[str, Sequence[KindleTitle]], files: Mapping[str, bytes]) -> dict:
+    """The files that name books the library index lacks (ELSEWHERE_KINDS -> titles): rows added to
+    ``whispersync.csv`` (EBOK rows, or AUDI rows for ``whispersync_audio``), a completed-titles file, a
+    reading-insights file, a content-updates file and ownership JSON files numbered after the others."""
+    extra: dict[str, bytes] = {}
+    synced = [(t, kind) for key, kind in (("whispersync", "EBOK"), ("whispersync_audio", "AUDI"))
+              for t in elsewhere.get(key, ())]
+    if synced:
+        rows = [[t.asin, t.product_name, "kindle.last_read", iso_fraction(1_700_000_000 + n), "G000TESTSERIAL01",
+                 kind, "KINDLE", iso_fraction(1_700_000_000 + n, 2), iso_fraction(1_700_000_060 + n), NA, "1", NA, NA,
+                 "false"] for n, (t, kind) in enumerate(synced)]
+        extra[WHISPERSYNC_PATH] = (files.get(WHISPERSYNC_PATH, csv_bytes(WHISPERSYNC_HEADER, []))
+                                   + csv_bytes(WHISPERSYNC_HEADER, rows, boms=0).split(b"\n", 1)[1])
+    for kind, path, header, row in (
+            ("completed", COMPLETED_PATH, COMPLETED_HEADER,
+             lambda t: [f"{t.asin}_2025-03-04_AUTOMATIC", t.product_name]),
+            ("insights", INSIGHTS_PATH, INSIGHTS_HEADER,
+             lambda t: [t.asin, "2025-03-04T20:00:00Z", t.product_name, "www.amazon.com", "2025-03-04T19:00:00Z",
+                        "3600000"]),
+            ("content_updates", CONTENT_UPDATES_PATH, CONTENT_UPDATES_HEADER,
+             lambda t: [t.asin, "2025-03-04", t.product_name, "Quality improvement"])):
+        if elsewhere.get(kind):
+            extra[path] = csv_bytes(header, map(row, elsewhere[kind]))
+    numbered = sum(1 for path in files if path.startswith("Digital.Content.Ownership/"))
+    for n, title in enumerate(elsewhere.get("ownership", ()), start=numbered + 1):
+        resource = {"ASIN": title.asin, "Product Name": title.product_name, "resourceType": "KindleEBook"}
+        extra[OWNERSHIP_JSON_PATH.format(n=n)] = json.dumps({"resource": resource}, indent=2).encode("utf-8")
+    return extra
+
+
 def write_kindle_export(target: Union[str, Path], intervals: Iterable[ReadingInterval],
                         titles: Iterable[KindleTitle] = (), documents: Iterable[PersonalDocument] = (), *,
                         as_zip: bool = False, distractors: bool = True, duplicate_title_rows: bool = True,
-                        hostile_names: Sequence[str] = ()) -> Path:
+                        hostile_names: Sequence[str] = (),
+                        elsewhere: Optional[Mapping[str, Sequence[KindleTitle]]] = None) -> Path:
     """Write the Kindle part of an export at ``target`` and return ``target``.
 
     ``target`` is a folder, or with ``as_zip`` a ``.zip`` whose entries are the folder's files (no
@@ -407,8 +446,10 @@ def write_kindle_export(target: Union[str, Path], intervals: Iterable[ReadingInt
     ``CustomerRelationshipIndex_FE.csv`` and the other library index files, a file name with spaces and a few
     ownership JSON files. ``duplicate_title_rows`` writes a few exact duplicate ITEM rows. ``hostile_names``
     (zip only; ValueError otherwise) adds entries of those names (``../escape.csv``, ``/abs.csv``).
+    ``elsewhere`` (ELSEWHERE_KINDS -> titles) names books only in the files after the library index.
     """
     files = _file_bytes(list(intervals), list(titles), list(documents), distractors, duplicate_title_rows)
+    files.update(_elsewhere_files(elsewhere or {}, files))
     return write_tree(target, files, as_zip=as_zip, hostile_names=hostile_names)
 
 

@@ -94,6 +94,44 @@ def test_the_sheets_example_gives_each_interval_once_and_counts_what_it_skips(tm
     assert export.titles[DOC_ID] == ("Field Notes", ())
 
 
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_a_book_the_library_index_lacks_is_titled_by_the_next_file_that_names_it(tmp_path, as_zip):
+    def named(asin, name):
+        return KindleTitle(asin, name)
+
+    elsewhere = {"whispersync": [named("B0TESTWHS1", "Synced Title"), named("B0TESTBTH1", "Synced First")],
+                 "whispersync_audio": [named("B0TESTAUD1", "An Audiobook's Name")],
+                 "completed": [named("B0TESTCMP1", "Completed Title"), named("B0TESTBTH1", "Completed Second"),
+                               named("B0TESTNA01", "Not Available")],
+                 "insights": [named("B0TESTINS1", "Insights Title")],
+                 "content_updates": [named("B0TESTUPD1", "Updated Title"), named("B0TESTKND1", "Not the index's")],
+                 "ownership": [named("B0TESTOWN1", "Owned Title")]}
+    export = kindle.extract_kindle_export(write_kindle_export(tmp_path / "k.zip", SHEET_INTERVALS, SHEET_TITLES,
+                                                              as_zip=as_zip, elsewhere=elsewhere), NOW)
+
+    # the library index first, then whispersync's ebook rows, completed titles, insights, updates, ownership;
+    # never an audiobook's row or a Not Available title
+    assert {asin: title for asin, title in export.titles.items() if asin.startswith("B0")} == {
+        "B0TESTKND1": ("The Lantern Keeper (Harbor Lights Book 1)", ("Calla Whitcombe",)),
+        "B0TESTWHS1": ("Synced Title", ()), "B0TESTBTH1": ("Synced First", ()),
+        "B0TESTCMP1": ("Completed Title", ()), "B0TESTINS1": ("Insights Title", ()),
+        "B0TESTUPD1": ("Updated Title", ()), "B0TESTOWN1": ("Owned Title", ())}
+
+
+def test_a_title_file_without_its_columns_or_a_broken_ownership_file_names_nothing_and_fails_nothing(tmp_path):
+    folder = write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES,
+                                 elsewhere={"completed": [KindleTitle("B0TESTCMP1", "Completed Title")]})
+    completed = next(folder.rglob("Kindle.UserUniqueTitlesCompleted.csv"))
+    completed.write_text("\ufeffasin,title\nB0TESTCMP1,Completed Title\n", encoding="utf-8")
+    (folder / "Digital.Content.Ownership" / "Digital.Content.Ownership.9.json").write_bytes(b"{not json")
+
+    export = kindle.extract_kindle_export(folder, NOW)
+
+    assert "B0TESTCMP1" not in export.titles
+    assert dict(export.problems)["Kindle.UserUniqueTitlesCompleted.csv without its columns (ignored)"] == 1
+    assert dict(export.problems)["JSON file unreadable or too large (ignored)"] == 1
+
+
 def test_a_zip_and_its_folder_read_alike_and_a_zip_is_never_extracted(tmp_path):
     folder = write_kindle_export(tmp_path / "folder", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS)
     archive = write_kindle_export(tmp_path / "export.zip", SHEET_INTERVALS, SHEET_TITLES, SHEET_DOCUMENTS,
