@@ -9,16 +9,19 @@ keyed by its document id, never matched by ASIN. Samples are not the book: they 
 The export is current state: each run loads what it says.
 """
 
+import bisect
 import calendar
+import datetime
 import io
 import json
 import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
+from zoneinfo import ZoneInfo
 
 from bookhelper.core import (
     DEVICE_LENGTH,
@@ -55,11 +58,13 @@ SESSION_COLUMNS = ("start_timestamp", "end_timestamp", "ASIN", "device_family", 
 TITLE_FILE = "Kindle.UnifiedLibraryIndex.CustomerRelationshipIndex.csv"
 AUTHOR_FILE = "Kindle.UnifiedLibraryIndex.CustomerAuthorNameRelationship.csv"
 DOCUMENT_FILE = "Kindle.KindleDocs.DocumentMetadata.csv"
+COMPLETED_FILE = "Kindle.UserUniqueTitlesCompleted.csv"
+COMPLETED_KEY = re.compile(r"([A-Z0-9]{10})_(\d{4}-\d\d-\d\d)_([A-Z]+)")
 # Where else the export names a store book, in the fact sheet's lookup order after the library index: (file,
 # ASIN column, title column, the column that must say it is an ebook, and what it says); they name no authors.
 ELSEWHERE_TITLE_FILES = (
     ("whispersync.csv", "ASIN", "Product Name", "ContentType", "EBOK"),
-    ("Kindle.UserUniqueTitlesCompleted.csv", "asin_date_and_content_type", "product_name", None, None),
+    (COMPLETED_FILE, "asin_date_and_content_type", "product_name", None, None),
     ("Kindle.reading-insights-sessions_with_adjustments.csv", "ASIN", "product_name", None, None),
     ("Kindle.KindleContentUpdate.ContentUpdates.csv", "ASIN", "Product Name", None, None),
 )
@@ -96,6 +101,7 @@ class KindleExport:
     titles: dict  # content id -> (title, authors as "First Last")
     fingerprint: str
     problems: tuple[tuple[str, int], ...] = ()  # rows skipped, by reason
+    completions: dict = field(default_factory=dict)  # store ASIN -> the days Amazon says it was finished
 
 
 def parse_timestamp(text: str) -> Optional[int]:
@@ -245,9 +251,31 @@ def extract_kindle_export(path: Path, now: int) -> KindleExport:
     rows = (row for entry in entries for row in read_rows(export, entry, SESSION_COLUMNS, problems))
     intervals = transform_intervals(rows, now, problems)
     titles = extract_titles(export, problems)
+    completions = extract_completions(export, now, problems)
     if export.unsafe:
         problems["zip entries with unsafe names (ignored)"] += export.unsafe
-    return KindleExport(intervals, titles, export.digest(read), tuple(sorted(problems.items())))
+    return KindleExport(intervals, titles, export.digest(read), tuple(sorted(problems.items())), completions)
+
+
+def extract_completions(export: Export, now: int, problems: Counter) -> dict:
+    """store ASIN -> the sorted days of its completion records (``<ASIN>_<YYYY-MM-DD>_AUTOMATIC`` or
+    ``_MANUAL``); a key of another shape, or a day before 2007 or after today, is skipped and counted."""
+    days: dict[str, set[datetime.date]] = {}
+    latest = datetime.datetime.fromtimestamp(now, datetime.timezone.utc).date() + datetime.timedelta(days=1)
+    for entry in export.find(COMPLETED_FILE):
+        if "asin_date_and_content_type" not in read_header(export, entry):
+            continue  # counted by elsewhere_titles
+        for row in read_rows(export, entry, ("asin_date_and_content_type",), problems):
+            found = COMPLETED_KEY.fullmatch(row["asin_date_and_content_type"].strip().upper())
+            try:
+                day = datetime.date.fromisoformat(found.group(2)) if found else None
+            except ValueError:
+                day = None
+            if day is None or not datetime.date(2007, 1, 1) <= day <= latest:
+                problems["completion record without an ASIN and a day"] += 1
+                continue
+            days.setdefault(found.group(1), set()).add(day)
+    return {asin: tuple(sorted(found)) for asin, found in sorted(days.items())}
 
 
 @dataclass(frozen=True)
@@ -350,11 +378,14 @@ KINDLE_SQL = """
 DELETE FROM kindle_intervals;
 CREATE TEMP TABLE incoming_sessions ON COMMIT DROP AS
 SELECT coalesce(s.book_id, k.book_id) AS book_id, s.start_time, s.end_time, s.duration_seconds, s.pages_read,
-       s.device, s.read_number, s.read_instance_id, 'second' AS time_precision
+       s.device, s.read_number, s.read_instance_id, 'second' AS time_precision, s.completed_on
 FROM jsonb_to_recordset(%(sessions)s::jsonb) AS s(
     book_id integer, book_key text, start_time timestamp, end_time timestamp, duration_seconds integer,
-    pages_read integer, device text, read_number integer, read_instance_id uuid)
+    pages_read integer, device text, read_number integer, read_instance_id uuid, completed_on date)
 LEFT JOIN book_keys k ON k.book_key = s.book_key;
+DELETE FROM kindle_finishes;
+INSERT INTO kindle_finishes (book_id, start_time, device, completed_on)
+SELECT book_id, start_time, device, completed_on FROM incoming_sessions WHERE completed_on IS NOT NULL;
 INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s), ('kindle_timezone', %(timezone)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
@@ -387,22 +418,53 @@ def own_book(content_id: str, names: dict, last_read: int) -> Book:
     return Book(f"kindle:{content_id}", title, authors, None, None, None, None, last_read)
 
 
-def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int) -> list[dict]:
-    """Each book's sessions, with exact seconds (the book's millis, rounded once) and its read (its id from
-    the book's key: ``keys`` maps the warehouse's book ids, as text, to their keys)."""
+def kindle_reads(session_days: Sequence[datetime.date],
+                 completed: Sequence[datetime.date]) -> tuple[list[int], dict[int, datetime.date]]:
+    """The read number of each of one book's sessions (their local days, in time order), and the sessions that
+    finish a read (index -> the completion's day), by Amazon's completion records, the export having no
+    positions: a completion finishes the read of the latest session on or before its day (a completion with no
+    session since the last finish marks that read again). A finish followed by a later one began a re-read:
+    the sessions after it are the next read. After the last finish, reading continues that read (nothing
+    shows it began again), as an ebook's does until a session starts near the beginning."""
+    finishes: dict[int, datetime.date] = {}
+    last = -1
+    for day in completed:
+        index = bisect.bisect_right(session_days, day) - 1
+        if index > last:
+            finishes[index] = day
+            last = index
+    numbers, read = [], 1
+    for index in range(len(session_days)):
+        numbers.append(read)
+        if index in finishes and index < last:
+            read += 1
+    return numbers, finishes
+
+
+def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int, timezone: str) -> list[dict]:
+    """Each book's sessions, with exact seconds (the book's millis, rounded once), its reads (ids from the
+    book's key: ``keys`` maps the warehouse's book ids, as text, to their keys) and the sessions that finish
+    one (their local days, in ``timezone``, against the completion days of the book's ASINs)."""
     by_book: dict[tuple, list[KindleInterval]] = {}
     for interval in export.intervals:
         by_book.setdefault(placed[interval.content_id], []).append(interval)
+    zone = ZoneInfo(timezone)
     payload = []
     for place, intervals in sorted(by_book.items(), key=lambda item: str(item[0])):
         sessions = kindle_sessions(intervals, gap_seconds)
         book_id, book_key = place
-        read_id = read_instance_id(f"{book_key or keys[str(book_id)]}/{NAME}", 1)
-        for session, seconds in zip(sessions, exact_seconds([s.millis for s in sessions])):
+        completed = sorted({day for content_id in {i.content_id for i in intervals}
+                            for day in export.completions.get(content_id, ())})
+        reads, finishes = kindle_reads([datetime.datetime.fromtimestamp(s.start, zone).date() for s in sessions],
+                                       completed)
+        for index, (session, seconds, read) in enumerate(zip(sessions, exact_seconds([s.millis for s in sessions]),
+                                                             reads)):
             payload.append({
                 "book_id": book_id, "book_key": book_key, "start_time": naive_utc(session.start),
                 "end_time": naive_utc(session.end), "duration_seconds": seconds, "pages_read": session.page_flips,
-                "device": session.device, "read_number": 1, "read_instance_id": str(read_id)})
+                "device": session.device, "read_number": read,
+                "read_instance_id": str(read_instance_id(f"{book_key or keys[str(book_id)]}/{NAME}", read)),
+                "completed_on": str(finishes[index]) if index in finishes else None})
     return payload
 
 
@@ -444,7 +506,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         placed[content_id] = (None, book.book_key)
     if own:
         run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
-    payload = session_payload(export, placed, keys, run.config.gap_seconds)
+    payload = session_payload(export, placed, keys, run.config.gap_seconds, run.timezone)
     cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
                    {"sessions": json.dumps(payload), "fingerprint": fingerprint, "timezone": run.timezone})
     counts = dict(cursor.fetchall())

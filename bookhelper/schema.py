@@ -706,6 +706,15 @@ CREATE TABLE IF NOT EXISTS bookhelper.audible_books (
     matched_by           text NOT NULL,
     written_audio_seconds integer
 );
+-- The Kindle sessions that finish a read, by Amazon's completion records (Kindle.UserUniqueTitlesCompleted.csv):
+-- current state, as the configured export says.
+CREATE TABLE IF NOT EXISTS bookhelper.kindle_finishes (
+    book_id      integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    start_time   timestamp NOT NULL,
+    device       text NOT NULL,
+    completed_on date NOT NULL,
+    PRIMARY KEY (book_id, start_time, device)
+);
 -- The reader's own decision of which book an export's title is (an audiobook's ebook, say); book_id NULL:
 -- a book of its own.
 CREATE TABLE IF NOT EXISTS bookhelper.export_match_overrides (
@@ -768,9 +777,13 @@ GROUP BY b.book_id, k.book_id;
 -- second one; a "complete" with no such read (finished on paper, say) is a finish of its own.
 CREATE OR REPLACE VIEW bookhelper.finished_books AS
 WITH read_rows AS (
-    SELECT book_id, read_instance_id, read_number, start_time, end_time, """ + REACHES_END_SQL + """ AS reached_end,
-           media_type
-    FROM public.reading_sessions WHERE data_source IN ('koreader', 'kindle')
+    SELECT s.book_id, s.read_instance_id, s.read_number, s.start_time, s.end_time,
+           (""" + REACHES_END_SQL + """) OR f.book_id IS NOT NULL AS reached_end, s.media_type
+    FROM public.reading_sessions s
+    -- a Kindle read reaches the end by Amazon's completion record (the export has no positions)
+    LEFT JOIN bookhelper.kindle_finishes f
+      ON s.data_source = 'kindle' AND (f.book_id, f.start_time, f.device) = (s.book_id, s.start_time, s.device)
+    WHERE s.data_source IN ('koreader', 'kindle')
     UNION ALL
     -- an audiobook day reaches the end by its positions, and ends on its last second (not the next midnight)
     SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time - interval '1 second',
@@ -941,8 +954,9 @@ WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
 # schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
-    # 5 -> 6: bookhelper.calibre_asins (in the DDL), filled by the next Calibre load.
-    5: ("", "DELETE FROM bookhelper.schema_meta WHERE key = 'calibre_fingerprint';\n"),
+    # 5 -> 6: bookhelper.calibre_asins and kindle_finishes (in the DDL), filled by the next loads of the Calibre
+    # library and the Kindle export.
+    5: ("", "DELETE FROM bookhelper.schema_meta WHERE key IN ('calibre_fingerprint', 'kindle_fingerprint');\n"),
     # 4 -> 5: page_views follow book_keys by a trigger (in the DDL) instead of a foreign key.
     4: ("", "ALTER TABLE bookhelper.page_views DROP CONSTRAINT IF EXISTS page_views_book_id_fkey;\n"),
     # 3.0.0 -> 4: Amazon's exports: their tables, reading_sessions.time_precision (all in the DDL) and the

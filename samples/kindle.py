@@ -112,7 +112,7 @@ INSIGHTS_PATH = ("Kindle.reading-insights-sessions_with_adjustments/"
 INSIGHTS_HEADER = "ASIN,end_time,product_name,reading_marketplace,start_time,total_reading_milliseconds"
 CONTENT_UPDATES_PATH = "Kindle.KindleContentUpdate/Kindle.KindleContentUpdate.ContentUpdates.csv"
 CONTENT_UPDATES_HEADER = "ASIN,Content Update Date,Product Name,Update Reason"  # invented but ASIN and Product Name
-ELSEWHERE_KINDS = ("whispersync", "whispersync_audio", "completed", "insights", "content_updates", "ownership")
+ELSEWHERE_KINDS = ("whispersync", "whispersync_audio", "insights", "content_updates", "ownership")
 
 # Audible ASINs that whispersync.csv's AUDI rows carry (invented; the Audible generator's are different).
 WHISPERSYNC_AUDIBLE_ASINS = ("B0WSAUDIO1", "4012345678", "B0WSAUDIO2")
@@ -155,6 +155,16 @@ class KindleTitle:
     resource_type: str = "ITEM"
     ownership_type: str = "Item Owner"
     series_title: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class KindleCompletion:
+    """A row of ``Kindle.UserUniqueTitlesCompleted.csv``: the key ``<ASIN>_<YYYY-MM-DD>_<how>`` and a title."""
+
+    asin: str
+    day: str  # YYYY-MM-DD
+    product_name: str = NA
+    how: str = "AUTOMATIC"  # or "MANUAL"
 
 
 @dataclass(frozen=True)
@@ -402,8 +412,8 @@ def _whispersync_rows(items: Sequence[KindleTitle], documents: Sequence[Personal
 
 def _elsewhere_files(elsewhere: Mapping[str, Sequence[KindleTitle]], files: Mapping[str, bytes]) -> dict:
     """The files that name books the library index lacks (ELSEWHERE_KINDS -> titles): rows added to
-    ``whispersync.csv`` (EBOK rows, or AUDI rows for ``whispersync_audio``), a completed-titles file, a
-    reading-insights file, a content-updates file and ownership JSON files numbered after the others."""
+    ``whispersync.csv`` (EBOK rows, or AUDI rows for ``whispersync_audio``), a reading-insights file, a
+    content-updates file and ownership JSON files numbered after the others."""
     extra: dict[str, bytes] = {}
     synced = [(t, kind) for key, kind in (("whispersync", "EBOK"), ("whispersync_audio", "AUDI"))
               for t in elsewhere.get(key, ())]
@@ -414,8 +424,6 @@ def _elsewhere_files(elsewhere: Mapping[str, Sequence[KindleTitle]], files: Mapp
         extra[WHISPERSYNC_PATH] = (files.get(WHISPERSYNC_PATH, csv_bytes(WHISPERSYNC_HEADER, []))
                                    + csv_bytes(WHISPERSYNC_HEADER, rows, boms=0).split(b"\n", 1)[1])
     for kind, path, header, row in (
-            ("completed", COMPLETED_PATH, COMPLETED_HEADER,
-             lambda t: [f"{t.asin}_2025-03-04_AUTOMATIC", t.product_name]),
             ("insights", INSIGHTS_PATH, INSIGHTS_HEADER,
              lambda t: [t.asin, "2025-03-04T20:00:00Z", t.product_name, "www.amazon.com", "2025-03-04T19:00:00Z",
                         "3600000"]),
@@ -434,7 +442,8 @@ def write_kindle_export(target: Union[str, Path], intervals: Iterable[ReadingInt
                         titles: Iterable[KindleTitle] = (), documents: Iterable[PersonalDocument] = (), *,
                         as_zip: bool = False, distractors: bool = True, duplicate_title_rows: bool = True,
                         hostile_names: Sequence[str] = (),
-                        elsewhere: Optional[Mapping[str, Sequence[KindleTitle]]] = None) -> Path:
+                        elsewhere: Optional[Mapping[str, Sequence[KindleTitle]]] = None,
+                        completions: Iterable[KindleCompletion] = ()) -> Path:
     """Write the Kindle part of an export at ``target`` and return ``target``.
 
     ``target`` is a folder, or with ``as_zip`` a ``.zip`` whose entries are the folder's files (no
@@ -446,10 +455,15 @@ def write_kindle_export(target: Union[str, Path], intervals: Iterable[ReadingInt
     ``CustomerRelationshipIndex_FE.csv`` and the other library index files, a file name with spaces and a few
     ownership JSON files. ``duplicate_title_rows`` writes a few exact duplicate ITEM rows. ``hostile_names``
     (zip only; ValueError otherwise) adds entries of those names (``../escape.csv``, ``/abs.csv``).
-    ``elsewhere`` (ELSEWHERE_KINDS -> titles) names books only in the files after the library index.
+    ``elsewhere`` (ELSEWHERE_KINDS -> titles) names books only in the files after the library index;
+    ``completions`` writes ``Kindle.UserUniqueTitlesCompleted.csv``.
     """
     files = _file_bytes(list(intervals), list(titles), list(documents), distractors, duplicate_title_rows)
     files.update(_elsewhere_files(elsewhere or {}, files))
+    completions = list(completions)
+    if completions:
+        files[COMPLETED_PATH] = csv_bytes(COMPLETED_HEADER, ([f"{c.asin}_{c.day}_{c.how}", c.product_name]
+                                                             for c in completions))
     return write_tree(target, files, as_zip=as_zip, hostile_names=hostile_names)
 
 

@@ -19,7 +19,7 @@ from warehouse import whole_state
 import extract_koreader_stats as etl_module
 from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
 from samples.calibre import CalibreBook, write_calibre_library
-from samples.kindle import KindleTitle, ReadingInterval, write_kindle_export
+from samples.kindle import KindleCompletion, KindleTitle, ReadingInterval, write_kindle_export
 from samples.sidecars import dump_lua
 from samples.statistics import Book, write_statistics_file
 
@@ -47,6 +47,10 @@ sidecar_versions = st.fixed_dictionaries({
 KINDLE_ASINS = ("B0STONER01", "B0KINDLE02")
 kindle_rows = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS), st.integers(0, 40_000), st.integers(1, 900_000)),
                        min_size=1, max_size=8)
+# Amazon's completion records, on the days around the intervals (which cross midnight UTC, and a local midnight
+# in some zones): they finish reads and split them, differently in each zone.
+kindle_completions = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS), st.sampled_from(["2023-11-14", "2023-11-15"])),
+                              max_size=3)
 AUDIBLE_BOOKS = (("B0AUDDUNE1", "Dune (Unabridged)", "Frank Herbert"), ("B0AUDLONE1", "Lone Voice", "Ann Lee"))
 audible_rows = st.lists(st.tuples(st.integers(0, 1), st.integers(-10, 20), st.integers(1, 4_000_000),
                                   st.integers(0, 100)), min_size=1, max_size=8)
@@ -102,12 +106,14 @@ def write_library(folder: Path, version: dict) -> Path:
     return write_calibre_library(folder, books, cwa=False).metadata_db.parent
 
 
-def write_kindle(path: Path, rows: list) -> Path:
-    """A Kindle export of these intervals (ASIN, start offset, millis), which names Stoner only."""
+def write_kindle(path: Path, rows: list, completions: list) -> Path:
+    """A Kindle export of these intervals (ASIN, start offset, millis) and completion records (ASIN, day), which
+    names Stoner only."""
     intervals = [ReadingInterval(T0 + start, T0 + start + millis // 1000, asin, millis=millis)
                  for asin, start, millis in rows]
     titles = [KindleTitle(KINDLE_ASINS[0], "Stoner", ("Williams, John",))]
-    return write_kindle_export(path, intervals, titles, as_zip=True)
+    return write_kindle_export(path, intervals, titles, as_zip=True,
+                               completions=[KindleCompletion(asin, day) for asin, day in completions])
 
 
 def write_audible(path: Path, rows: list) -> Path:
@@ -143,12 +149,13 @@ def run(url, env_file, night, paths):
 @given(rows=page_rows, cuts=st.lists(st.integers(0, 40_000), min_size=2, max_size=2),
        sidecars=st.lists(sidecar_versions, min_size=3, max_size=3),
        libraries=st.lists(library_versions, min_size=3, max_size=3),
-       kindle=kindle_rows, audible=audible_rows, export_cuts=st.lists(st.integers(0, 8), min_size=2, max_size=2),
+       kindle=kindle_rows, completions=kindle_completions, audible=audible_rows,
+       export_cuts=st.lists(st.integers(0, 8), min_size=2, max_size=2),
        history=st.lists(nights, min_size=1, max_size=5),
        final_sources=st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(0, 2), st.integers(0, 2)))
 def test_property_any_history_over_all_inputs_equals_one_fresh_load(two_warehouses, empty_env_file, rows, cuts,
-                                                                    sidecars, libraries, kindle, audible, export_cuts,
-                                                                    history, final_sources):
+                                                                    sidecars, libraries, kindle, completions, audible,
+                                                                    export_cuts, history, final_sources):
     step_by_step, once = two_warehouses
     reset_warehouse(step_by_step)
     reset_warehouse(once)
@@ -161,7 +168,8 @@ def test_property_any_history_over_all_inputs_equals_one_fresh_load(two_warehous
                            for n, version in enumerate(versions)],
                  "sidecars": [], "calibre": [],
                  # each export a superset of the one before, as Amazon's full-history snapshots are
-                 "kindle": [write_kindle(root / f"kindle{n}.zip", kindle[:cut])
+                 "kindle": [write_kindle(root / f"kindle{n}.zip", kindle[:cut],
+                                         completions[:len(completions) * n // 2])
                             for n, cut in enumerate(sorted(export_cuts) + [len(kindle)])],
                  "audible": [write_audible(root / f"audible{n}", audible[:cut])
                              for n, cut in enumerate(sorted(export_cuts) + [len(audible)])]}

@@ -21,7 +21,7 @@ from bookhelper.schema import SCHEMA_VERSION
 from bookhelper.sessions import exact_seconds
 from samples.audible import AudibleTitle, ListeningEvent, write_audible_export
 from samples.calibre import CalibreBook, write_calibre_library
-from samples.kindle import KindleTitle, PersonalDocument, ReadingInterval, write_kindle_export
+from samples.kindle import KindleCompletion, KindleTitle, PersonalDocument, ReadingInterval, write_kindle_export
 from samples.statistics import Book, write_statistics_file
 
 NOW = calendar.timegm((2026, 6, 1, 0, 0, 0))
@@ -101,13 +101,15 @@ def test_a_book_the_library_index_lacks_is_titled_by_the_next_file_that_names_it
 
     elsewhere = {"whispersync": [named("B0TESTWHS1", "Synced Title"), named("B0TESTBTH1", "Synced First")],
                  "whispersync_audio": [named("B0TESTAUD1", "An Audiobook's Name")],
-                 "completed": [named("B0TESTCMP1", "Completed Title"), named("B0TESTBTH1", "Completed Second"),
-                               named("B0TESTNA01", "Not Available")],
                  "insights": [named("B0TESTINS1", "Insights Title")],
                  "content_updates": [named("B0TESTUPD1", "Updated Title"), named("B0TESTKND1", "Not the index's")],
                  "ownership": [named("B0TESTOWN1", "Owned Title")]}
+    completions = [KindleCompletion("B0TESTCMP1", "2026-01-05", "Completed Title"),
+                   KindleCompletion("B0TESTBTH1", "2026-01-05", "Completed Second"),
+                   KindleCompletion("B0TESTNA01", "2026-01-05", "Not Available")]
     export = kindle.extract_kindle_export(write_kindle_export(tmp_path / "k.zip", SHEET_INTERVALS, SHEET_TITLES,
-                                                              as_zip=as_zip, elsewhere=elsewhere), NOW)
+                                                              as_zip=as_zip, elsewhere=elsewhere,
+                                                              completions=completions), NOW)
 
     # the library index first, then whispersync's ebook rows, completed titles, insights, updates, ownership;
     # never an audiobook's row or a Not Available title
@@ -120,7 +122,7 @@ def test_a_book_the_library_index_lacks_is_titled_by_the_next_file_that_names_it
 
 def test_a_title_file_without_its_columns_or_a_broken_ownership_file_names_nothing_and_fails_nothing(tmp_path):
     folder = write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES,
-                                 elsewhere={"completed": [KindleTitle("B0TESTCMP1", "Completed Title")]})
+                                 completions=[KindleCompletion("B0TESTCMP1", "2026-01-05", "Completed Title")])
     completed = next(folder.rglob("Kindle.UserUniqueTitlesCompleted.csv"))
     completed.write_text("\ufeffasin,title\nB0TESTCMP1,Completed Title\n", encoding="utf-8")
     (folder / "Digital.Content.Ownership" / "Digital.Content.Ownership.9.json").write_bytes(b"{not json")
@@ -195,6 +197,44 @@ def test_a_bad_duration_is_a_skipped_row(millis, reason):
     problems = Counter()
     assert kindle.transform_intervals([row], NOW, problems) == ()
     assert problems == {reason: 1}
+
+
+def day(text):
+    return datetime.date.fromisoformat(text)
+
+
+@pytest.mark.parametrize("completed, reads, finishes", [
+    ([], [1, 1, 1, 1, 1], {}),
+    # finished once: the sessions after it continue that read (nothing shows it began again)
+    (["2026-01-03"], [1, 1, 1, 1, 1], {1: "2026-01-03"}),
+    # finished twice: the sessions between the two finishes are the re-read
+    (["2026-01-03", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}),
+    # a second mark with no session since the first (MANUAL after AUTOMATIC) is the same finish
+    (["2026-01-03", "2026-01-04", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}),
+    # a finish on the day of a session finishes with it; one before any session finishes nothing
+    (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}),
+    (["2026-01-03", "2026-01-20", "2026-03-01"], [1, 1, 2, 3, 3], {1: "2026-01-03", 2: "2026-01-20",
+                                                                   4: "2026-03-01"}),
+])
+def test_kindle_reads_follow_amazons_completion_records(completed, reads, finishes):
+    session_days = [day(text) for text in ("2026-01-01", "2026-01-02", "2026-01-10", "2026-01-25", "2026-01-25")]
+
+    numbers, found = kindle.kindle_reads(session_days, [day(text) for text in completed])
+
+    assert numbers == reads
+    assert found == {index: day(text) for index, text in finishes.items()}
+
+
+def test_completion_records_give_each_asin_its_days_and_count_a_broken_key(tmp_path):
+    completions = [KindleCompletion("B0TESTKND1", "2026-01-05", how="MANUAL"),
+                   KindleCompletion("b0testknd1", "2026-01-03"), KindleCompletion("B0TESTKND1", "2026-01-05"),
+                   KindleCompletion("B0TESTKND2", "2026-02-30"), KindleCompletion("B0TESTKND2", "2031-01-01"),
+                   KindleCompletion("NOTANASIN", "2026-01-05")]
+    export = kindle.extract_kindle_export(write_kindle_export(tmp_path / "k", SHEET_INTERVALS, SHEET_TITLES,
+                                                              completions=completions), NOW)
+
+    assert export.completions == {"B0TESTKND1": (day("2026-01-03"), day("2026-01-05"))}
+    assert dict(export.problems)["completion record without an ASIN and a day"] == 3
 
 
 def test_overlapping_intervals_count_their_union_and_a_book_its_millis_rounded_once():
@@ -360,6 +400,41 @@ def test_an_asin_the_export_names_nowhere_takes_the_name_of_the_calibre_book_tha
     assert run_exports(tmp_path, database_url, "--calibre-library", tmp_path / "edited", "--kindle-export",
                        export).returncode == 0
     assert query(database_url, names)[0] == ("B0TESTKND1", None, "kindle", "kindle:B0TESTKND1", None)
+
+
+def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a_re_read(tmp_path, database_url):
+    starts = [utc(f"2026-01-{n:02d}T20:00:00Z") for n in (1, 2, 10, 25)]
+    intervals = [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000) for start in starts]
+    completions = [KindleCompletion("B0TESTKND1", "2026-01-02", "The Lantern Keeper"),
+                   KindleCompletion("B0TESTKND1", "2026-01-03", "The Lantern Keeper", how="MANUAL"),
+                   KindleCompletion("B0TESTKND1", "2026-01-26", "The Lantern Keeper")]
+    reads = "SELECT start_time, read_number FROM reading_sessions ORDER BY 1"
+    finished = "SELECT title, read_number, finished_on, evidence, formats FROM finished_books ORDER BY 2"
+
+    export = write_kindle_export(tmp_path / "k", intervals, SHEET_TITLES, completions=completions)
+
+    result = run_exports(tmp_path, database_url, "--kindle-export", export)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, reads) == [(ts(f"2026-01-{n:02d} 20:00:00"), read)
+                                          for n, read in ((1, 1), (2, 1), (10, 2), (25, 2))]
+    title = SHEET_TITLES[0].product_name
+    assert query(database_url, finished) == [(title, 1, datetime.date(2026, 1, 2), "reading", "ebook"),
+                                             (title, 2, datetime.date(2026, 1, 25), "reading", "ebook")]
+    assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(2,)]
+
+    # The same export in Tokyo: the evening sessions fall on the next local day, so the record of the 2nd
+    # finishes the first session and the one of the 3rd the second (a session between them): three reads.
+    tokyo = run_exports(tmp_path, database_url, "--kindle-export", export, ETL_TIMEZONE="Asia/Tokyo")
+    assert tokyo.returncode == 0, tokyo.stderr
+    assert [read for _start, read in query(database_url, reads)] == [1, 2, 3, 3]
+
+    # A newer export without the records: one unfinished read, as before.
+    assert run_exports(tmp_path, database_url, "--kindle-export",
+                       write_kindle_export(tmp_path / "newer", intervals, SHEET_TITLES)).returncode == 0
+    assert [read for _start, read in query(database_url, reads)] == [1, 1, 1, 1]
+    assert query(database_url, finished) == []
+    assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_finishes") == [(0,)]
 
 
 @pytest.mark.empty_database

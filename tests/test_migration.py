@@ -2,6 +2,7 @@
 is upgraded in place on the first run, into the reader's tables and the job's own schema, and then equals a fresh
 load."""
 
+import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from warehouse import reading_state, whole_state
 
 from bookhelper.schema import SCHEMA_VERSION
 from samples.calibre import CalibreBook, write_calibre_library
-from samples.kindle import ReadingInterval, write_kindle_export
+from samples.kindle import KindleCompletion, ReadingInterval, write_kindle_export
 from samples.statistics import Book, write_statistics_file
 
 # Every test here starts from an empty database (what a first run or an upgrade finds).
@@ -275,3 +276,22 @@ def test_a_version_5_warehouse_reads_the_calibre_library_again_to_name_the_kindl
     assert query(database_url, "SELECT title, author FROM books ORDER BY 1") == [
         ("Stoner", "John Williams"), ("The Lantern Keeper", "Calla Whitcombe")]
     assert whole_state(database_url) == whole_state(fresh)
+
+
+def test_a_version_5_warehouse_reads_the_kindle_export_again_for_its_completion_records(tmp_path, database_url,
+                                                                                        empty_env_file):
+    export = write_kindle_export(tmp_path / "kindle", [ReadingInterval(T0, T0 + 600, "B0TESTKND1", millis=600_000)],
+                                 completions=[KindleCompletion("B0TESTKND1", "2024-07-01")])
+    settings = {"env_file": empty_env_file, "HOME": str(tmp_path), "DATABASE_URL": database_url, "ETL_TIMEZONE": "UTC"}
+    assert run_cli("--kindle-export", export, **settings).returncode == 0
+    # what version 5 had: no kindle_finishes, the export's fingerprint stored
+    query(database_url, """
+        DROP VIEW bookhelper.finished_books;
+        DROP TABLE bookhelper.kindle_finishes;
+        UPDATE bookhelper.schema_meta SET value = '5' WHERE key = 'schema_version'""")
+
+    result = run_cli("--kindle-export", export, **settings)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT title, read_number, finished_on FROM bookhelper.finished_books") == [
+        ("B0TESTKND1", 1, datetime.date(2024, 7, 1))]
