@@ -393,7 +393,7 @@ NEWER_ROWS = 40  # intervals or events the newer export adds, a week after the l
 def make_exports(directory: Path, scale: float) -> list:
     """(name, option, rows, export zip, newer export zip): the history, and it with a week more at its end."""
     from samples.audible import generate_audible_history, write_audible_export
-    from samples.kindle import generate_kindle_history, write_kindle_export
+    from samples.kindle import generate_completions, generate_kindle_history, write_kindle_export
 
     week = datetime.timedelta(days=7)
     made = []
@@ -404,8 +404,9 @@ def make_exports(directory: Path, scale: float) -> list:
             intervals, titles, documents = generate_kindle_history(1, count, years=years)
             latest = sorted((i for i in intervals if i.start is not None), key=lambda i: i.start)[-NEWER_ROWS:]
             more = [dataclasses.replace(i, start=i.start + 7 * 86400, end=i.end + 7 * 86400) for i in latest]
-            write_kindle_export(base, intervals, titles, documents, as_zip=True)
-            write_kindle_export(newer, intervals + more, titles, documents, as_zip=True)
+            completions = generate_completions(1, intervals, titles)
+            write_kindle_export(base, intervals, titles, documents, as_zip=True, completions=completions)
+            write_kindle_export(newer, intervals + more, titles, documents, as_zip=True, completions=completions)
         else:
             profiles, library = generate_audible_history(1, count, years=years)
             events = [e for listened in profiles.values() for e in listened]

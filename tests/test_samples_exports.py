@@ -32,6 +32,7 @@ from samples.kindle import (
     KindleTitle,
     PersonalDocument,
     ReadingInterval,
+    generate_completions,
     generate_kindle_history,
     write_kindle_export,
 )
@@ -343,6 +344,23 @@ def test_a_seed_gives_the_same_zip_bytes_and_another_seed_others(tmp_path):
         return write_kindle_export(tmp_path / name, *generate_kindle_history(seed, 400), as_zip=True).read_bytes()
 
     assert zipped(3, "a.zip") == zipped(3, "b.zip") != zipped(4, "c.zip")
+
+
+def test_completion_records_finish_read_store_books_on_days_they_were_read(kindle_history):
+    intervals, titles, _documents = kindle_history
+    read_days = {}
+    for i in intervals:
+        if i.start is not None and i.content_type == "E-Book":
+            read_days.setdefault(i.asin, set()).add(time.strftime("%Y-%m-%d", time.gmtime(i.start)))
+
+    completions = generate_completions(7, intervals, titles)
+
+    assert completions == generate_completions(7, intervals, titles) != generate_completions(8, intervals, titles)
+    finished = {c.asin for c in completions}
+    assert finished <= set(read_days) and 0.4 < len(finished) / len(read_days) < 0.8
+    assert all(c.day in read_days[c.asin] for c in completions if c.how == "AUTOMATIC")
+    assert {c.how for c in completions} == {"AUTOMATIC", "MANUAL"}
+    assert any(sum(c.asin == asin and c.how == "AUTOMATIC" for c in completions) == 2 for asin in finished)
 
 
 def test_history_has_exactly_the_rows_asked(kindle_history):
