@@ -44,7 +44,7 @@ from bookhelper.exports import (
     unavailable,
 )
 from bookhelper.matching import asin_key, audiobook_title, match_title_author, titled_books
-from bookhelper.schema import apply_export_sessions, book_keys_json, titled_books_json
+from bookhelper.schema import apply_export_sessions, book_keys_json, report_clashes, titled_books_json
 from bookhelper.sessions import Session, exact_seconds, number_reads, reaches_end, read_instance_id
 
 LISTENING_FILES = ("Listening.csv", "Audible.Listening.csv")
@@ -466,6 +466,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> AudibleCounts:
                    {"days": json.dumps(days), "audiobooks": json.dumps(list(audiobooks.values())),
                     "fingerprint": fingerprint})
     counts = dict(cursor.fetchall())
+    report_clashes("Audible", counts)
     matched = sum(1 for book_id, _key in placed.values() if book_id is not None)
     component_logger("LOAD").info(
         "Audible: %d listening days of %d audiobooks (%d with their ebook, %d of their own); day rows %d inserted, "

@@ -49,7 +49,7 @@ from bookhelper.exports import (
     unavailable,
 )
 from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
-from bookhelper.schema import apply_export_sessions, book_keys_json, titled_books_json
+from bookhelper.schema import apply_export_sessions, book_keys_json, report_clashes, titled_books_json
 from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
 
 SESSION_FILE = "Kindle.Devices.ReadingSession.csv"
@@ -77,6 +77,9 @@ LONGEST_INTERVAL_MS = 24 * 3600 * 1000
 SERIES_ASIN = re.compile(r"[\s\u00a0]+B[0-9A-Z]{9}$")
 COPY_NULL = "\\N"
 APP_DEVICE = "Kindle app"  # the phone and tablet apps leave device_family empty
+# Completion records at most this far apart are one finish: the reader's MANUAL mark a day after Amazon's
+# AUTOMATIC record, or a record dated in a zone a day off the reader's (the fact sheet names no zone).
+SAME_FINISH = datetime.timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -384,8 +387,12 @@ FROM jsonb_to_recordset(%(sessions)s::jsonb) AS s(
     pages_read integer, device text, read_number integer, read_instance_id uuid, completed_on date)
 LEFT JOIN book_keys k ON k.book_key = s.book_key;
 DELETE FROM kindle_finishes;
+-- a session another source's row holds stays out of reading_sessions (apply_export_sessions), and so its finish
 INSERT INTO kindle_finishes (book_id, start_time, device, completed_on)
-SELECT book_id, start_time, device, completed_on FROM incoming_sessions WHERE completed_on IS NOT NULL;
+SELECT f.book_id, f.start_time, f.device, f.completed_on FROM incoming_sessions f
+WHERE f.completed_on IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM reading_sessions s WHERE (s.book_id, s.start_time, s.device) = (f.book_id, f.start_time, f.device)
+      AND s.data_source <> 'kindle');
 INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s), ('kindle_timezone', %(timezone)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
@@ -403,12 +410,23 @@ def asin_holders(rows: Sequence) -> tuple[list[AsinHolder], dict[int, bool]]:
 
 
 def calibre_names(rows: Sequence) -> dict:
-    """ASIN -> (title, authors) of the one book of the Calibre library that holds it (bookhelper.calibre_asins
-    rows), by the rules that place an ASIN on a warehouse book; an ASIN several books hold names nothing."""
+    """ASIN -> (title, authors) of the Calibre book that holds it (bookhelper.calibre_asins rows), by the rules
+    that place an ASIN on a warehouse book: the first rule under which exactly one library book holds it (an
+    ASIN several books hold under every rule names nothing). A book without a title names nothing."""
     holders = [AsinHolder(calibre_id, rule, asin) for asin, rule, calibre_id, _title, _authors in rows]
     books = {calibre_id: (title, tuple(authors)) for _asin, _rule, calibre_id, title, authors in rows}
     return {asin: books[calibre_id]
-            for asin, (calibre_id, _rule) in match_asins(sorted({row[0] for row in rows}), holders).items()}
+            for asin, (calibre_id, _rule) in match_asins(sorted({row[0] for row in rows}), holders).items()
+            if books[calibre_id][0]}
+
+
+def book_names(export_titles: dict, calibre: dict) -> dict:
+    """content id -> (title, authors): the export's, else Calibre's; the export's other files name no authors,
+    so a title from them takes the authors of the Calibre book that holds the ASIN."""
+    names = dict(calibre)
+    for content_id, (title, authors) in export_titles.items():
+        names[content_id] = (title, authors or calibre.get(content_id, (title, ()))[1])
+    return names
 
 
 def own_book(content_id: str, names: dict, last_read: int) -> Book:
@@ -418,54 +436,72 @@ def own_book(content_id: str, names: dict, last_read: int) -> Book:
     return Book(f"kindle:{content_id}", title, authors, None, None, None, None, last_read)
 
 
-def kindle_reads(session_days: Sequence[datetime.date],
-                 completed: Sequence[datetime.date]) -> tuple[list[int], dict[int, datetime.date]]:
-    """The read number of each of one book's sessions (their local days, in time order), and the sessions that
-    finish a read (index -> the completion's day), by Amazon's completion records, the export having no
-    positions: a completion finishes the read of the latest session on or before its day (a completion with no
-    session since the last finish marks that read again). A finish followed by a later one began a re-read:
-    the sessions after it are the next read. After the last finish, reading continues that read (nothing
-    shows it began again), as an ebook's does until a session starts near the beginning."""
+@dataclass(frozen=True)
+class KindleReads:
+    """One book's reads by its completion records: the read number of each session, the sessions that finish
+    a read (index -> the day of its first record), and the records that finish nothing."""
+
+    numbers: list
+    finishes: dict
+    unplaced: int
+
+
+def kindle_reads(session_days: Sequence[datetime.date], completed: Sequence[datetime.date]) -> KindleReads:
+    """The reads of one book's sessions (their local days, in time order) by Amazon's completion records (sorted
+    days), the export having no positions. A record finishes the read of the latest session on or before its
+    day; one with no session since the last finish, or at most a day after the record before it, marks that
+    finish again (which then ends with the latest session on or before this record's day); one before every
+    session finishes nothing. A finish followed by a later one began a re-read: the sessions after it are the
+    next read. After the last finish, reading continues that read (nothing shows it began again), as an
+    ebook's does until a session starts near the beginning."""
     finishes: dict[int, datetime.date] = {}
-    last = -1
+    last, previous, unplaced = -1, None, 0
     for day in completed:
         index = bisect.bisect_right(session_days, day) - 1
-        if index > last:
+        if index < 0:
+            unplaced += 1
+            continue
+        if last < 0 or (index > last and day - previous > SAME_FINISH):
             finishes[index] = day
-            last = index
+        elif index > last:
+            finishes[index] = finishes.pop(last)
+        last, previous = max(last, index), day
     numbers, read = [], 1
     for index in range(len(session_days)):
         numbers.append(read)
         if index in finishes and index < last:
             read += 1
-    return numbers, finishes
+    return KindleReads(numbers, finishes, unplaced)
 
 
-def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int, timezone: str) -> list[dict]:
+def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int,
+                    timezone: str) -> tuple[list[dict], int]:
     """Each book's sessions, with exact seconds (the book's millis, rounded once), its reads (ids from the
     book's key: ``keys`` maps the warehouse's book ids, as text, to their keys) and the sessions that finish
-    one (their local days, in ``timezone``, against the completion days of the book's ASINs)."""
+    one (their local days, in ``timezone``, against the completion days of the book's ASINs); and how many
+    completion records finish no read (of a book without reading on or before their day)."""
     by_book: dict[tuple, list[KindleInterval]] = {}
     for interval in export.intervals:
         by_book.setdefault(placed[interval.content_id], []).append(interval)
     zone = ZoneInfo(timezone)
     payload = []
+    unplaced = sum(len(days) for content_id, days in export.completions.items() if content_id not in placed)
     for place, intervals in sorted(by_book.items(), key=lambda item: str(item[0])):
         sessions = kindle_sessions(intervals, gap_seconds)
         book_id, book_key = place
         completed = sorted({day for content_id in {i.content_id for i in intervals}
                             for day in export.completions.get(content_id, ())})
-        reads, finishes = kindle_reads([datetime.datetime.fromtimestamp(s.start, zone).date() for s in sessions],
-                                       completed)
+        reads = kindle_reads([datetime.datetime.fromtimestamp(s.start, zone).date() for s in sessions], completed)
+        unplaced += reads.unplaced
         for index, (session, seconds, read) in enumerate(zip(sessions, exact_seconds([s.millis for s in sessions]),
-                                                             reads)):
+                                                             reads.numbers)):
             payload.append({
                 "book_id": book_id, "book_key": book_key, "start_time": naive_utc(session.start),
                 "end_time": naive_utc(session.end), "duration_seconds": seconds, "pages_read": session.page_flips,
                 "device": session.device, "read_number": read,
                 "read_instance_id": str(read_instance_id(f"{book_key or keys[str(book_id)]}/{NAME}", read)),
-                "completed_on": str(finishes[index]) if index in finishes else None})
-    return payload
+                "completed_on": str(reads.finishes[index]) if index in reads.finishes else None})
+    return payload, unplaced
 
 
 def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
@@ -480,7 +516,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
     export = snapshot.content
-    names = {**calibre_names(calibre_rows), **export.titles}
+    names = book_names(export.titles, calibre_names(calibre_rows))
     holders, ours = asin_holders(holder_rows)
     content_ids = sorted({i.content_id for i in export.intervals})
     matches = match_asins([c for c in content_ids if asin_key(c)], holders)
@@ -506,10 +542,11 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         placed[content_id] = (None, book.book_key)
     if own:
         run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
-    payload = session_payload(export, placed, keys, run.config.gap_seconds, run.timezone)
+    payload, unplaced = session_payload(export, placed, keys, run.config.gap_seconds, run.timezone)
     cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
                    {"sessions": json.dumps(payload), "fingerprint": fingerprint, "timezone": run.timezone})
     counts = dict(cursor.fetchall())
+    report_clashes("Kindle", counts)
     # the intervals as the export says them (KINDLE_SQL emptied the table)
     cursor.copy_expert("COPY kindle_intervals (content_id, start_time, serial, end_time, millis, page_flips, kind,"
                        " device) FROM STDIN", io.StringIO("".join(
@@ -522,6 +559,9 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         "own); sessions %d inserted, %d updated, %d removed", len(export.intervals), len(payload), len(placed),
         matched + len(adopted), len(own) - len(adopted), counts.get("inserted", 0), counts.get("updated", 0),
         counts.get("removed", 0))
+    if unplaced:
+        component_logger("LOAD").info("Kindle: completion records that finish no read (the export has no reading "
+                                      "of their book on or before their day): %d", unplaced)
     return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted),
                         counts.get("inserted", 0), counts.get("updated", 0))
 

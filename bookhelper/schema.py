@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from bookhelper.core import STATS_SOURCE, UNTITLED, ConfigError, component_logger
 from bookhelper.sessions import REACHES_END_SQL
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 # The reading_sessions rows the job writes, by their data_source: its views count these and no other job's.
@@ -87,6 +87,13 @@ UNION ALL SELECT 'removed', count(*) FROM removed
 UNION ALL SELECT 'clashing', count(*) FROM incoming_sessions f
           WHERE EXISTS (SELECT 1 FROM reading_sessions s WHERE {key} AND s.data_source <> '{source}');
 """ + FORGET_EXPORT_BOOKS_SQL + "SELECT name, n FROM export_counts;"
+
+
+def report_clashes(label: str, counts: dict) -> None:
+    """One WARNING when apply_export_sessions left sessions out for another source's rows."""
+    if counts.get("clashing"):
+        component_logger("LOAD").warning("%s: sessions left out (another source's row holds their book, start "
+                                         "and device): %d", label, counts["clashing"])
 
 
 def book_keys_json(excluded: str) -> str:
@@ -778,7 +785,8 @@ GROUP BY b.book_id, k.book_id;
 CREATE OR REPLACE VIEW bookhelper.finished_books AS
 WITH read_rows AS (
     SELECT s.book_id, s.read_instance_id, s.read_number, s.start_time, s.end_time,
-           (""" + REACHES_END_SQL + """) OR f.book_id IS NOT NULL AS reached_end, s.media_type
+           (""" + REACHES_END_SQL + """) OR f.book_id IS NOT NULL AS reached_end, s.media_type,
+           CASE WHEN f.book_id IS NOT NULL THEN s.end_time END AS finish_end, f.completed_on
     FROM public.reading_sessions s
     -- a Kindle read reaches the end by Amazon's completion record (the export has no positions)
     LEFT JOIN bookhelper.kindle_finishes f
@@ -787,13 +795,14 @@ WITH read_rows AS (
     UNION ALL
     -- an audiobook day reaches the end by its positions, and ends on its last second (not the next midnight)
     SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time - interval '1 second',
-           a.reaches_end, s.media_type
+           a.reaches_end, s.media_type, NULL, NULL
     FROM bookhelper.audible_days a JOIN public.reading_sessions s
       ON s.data_source = 'audible' AND (s.book_id, s.start_time, s.device) = (a.book_id, a.start_time, a.device)
 ), reads AS (
     SELECT book_id, min(read_number) AS read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
            max(end_time) AT TIME ZONE 'UTC' AS ended_at, bool_or(reached_end) AS reached_end,
            string_agg(DISTINCT media_type, ', ' ORDER BY media_type) FILTER (WHERE reached_end) AS formats,
+           max(finish_end) AT TIME ZONE 'UTC' AS finish_end, max(completed_on) AS completed_on,
            lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY min(start_time))
                AS next_read_at
     FROM read_rows
@@ -803,8 +812,9 @@ WITH read_rows AS (
     FROM bookhelper.book_sidecars WHERE status = 'complete'
     ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
 ), finishes AS (
-    SELECT r.book_id, r.read_number, r.ended_at AS finished_at, r.formats,
-           m.status_modified AS marked_complete_on,
+    -- a Kindle read finishes with the session and on the day of its completion record
+    SELECT r.book_id, r.read_number, coalesce(r.finish_end, r.ended_at) AS finished_at, r.formats,
+           r.completed_on, m.status_modified AS marked_complete_on,
            CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
     FROM reads r
     LEFT JOIN marked m ON m.book_id = r.book_id
@@ -812,8 +822,8 @@ WITH read_rows AS (
      AND (r.next_read_at IS NULL OR m.status_modified < r.next_read_at::date)
     WHERE r.reached_end
 )
-SELECT f.book_id, b.title, f.read_number, f.finished_at, coalesce(f.marked_complete_on, f.finished_at::date)
-       AS finished_on, f.evidence, f.formats
+SELECT f.book_id, b.title, f.read_number, f.finished_at,
+       coalesce(f.marked_complete_on, f.completed_on, f.finished_at::date) AS finished_on, f.evidence, f.formats
 FROM finishes f JOIN public.books b USING (book_id)
 UNION ALL
 SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status', NULL
@@ -954,6 +964,9 @@ WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
 # schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
+    # 6 -> 7: completion records a day apart are one finish, and a Kindle read finishes on its record's day
+    # (finished_books, in the DDL): the export is read again.
+    6: ("", "DELETE FROM bookhelper.schema_meta WHERE key = 'kindle_fingerprint';\n"),
     # 5 -> 6: bookhelper.calibre_asins and kindle_finishes (in the DDL), filled by the next loads of the Calibre
     # library and the Kindle export.
     5: ("", "DELETE FROM bookhelper.schema_meta WHERE key IN ('calibre_fingerprint', 'kindle_fingerprint');\n"),

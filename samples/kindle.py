@@ -671,7 +671,7 @@ def generate_kindle_history(seed: int, intervals: int, years: int = 10, books: i
 def generate_completions(seed: int, intervals: Iterable[ReadingInterval],
                          titles: Iterable[KindleTitle] = ()) -> list:
     """Completion records (``Kindle.UserUniqueTitlesCompleted.csv``) for a history: about 60 % of the store
-    books read finished on the day of their last interval (``AUTOMATIC``; a few also marked by hand the next
+    books read finished on the (UTC) day of their last interval (``AUTOMATIC``; a few also marked by hand the next
     day, ``MANUAL``), and about one in ten of those also finished once before, on the day of a middle interval
     (a re-read). Titles from ``titles``, ``Not Available`` for the others; no samples or documents."""
     rng = random.Random(seed)

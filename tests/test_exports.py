@@ -203,26 +203,48 @@ def day(text):
     return datetime.date.fromisoformat(text)
 
 
-@pytest.mark.parametrize("completed, reads, finishes", [
-    ([], [1, 1, 1, 1, 1], {}),
+@pytest.mark.parametrize("completed, reads, finishes, unplaced", [
+    ([], [1, 1, 1, 1, 1], {}, 0),
     # finished once: the sessions after it continue that read (nothing shows it began again)
-    (["2026-01-03"], [1, 1, 1, 1, 1], {1: "2026-01-03"}),
+    (["2026-01-03"], [1, 1, 1, 1, 1], {1: "2026-01-03"}, 0),
     # finished twice: the sessions between the two finishes are the re-read
-    (["2026-01-03", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}),
+    (["2026-01-03", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
     # a second mark with no session since the first (MANUAL after AUTOMATIC) is the same finish
-    (["2026-01-03", "2026-01-04", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}),
+    (["2026-01-03", "2026-01-04", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
+    (["2026-01-03", "2026-01-09", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
+    # ... and so is one a day later with a session between: the finish moves to that session, dated by the first
+    (["2026-01-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-01"}, 0),
+    (["2026-01-01", "2026-01-02", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-01", 2: "2026-01-10"}, 0),
     # a finish on the day of a session finishes with it; one before any session finishes nothing
-    (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}),
+    (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}, 1),
+    (["2025-12-01", "2025-12-02"], [1, 1, 1, 1, 1], {}, 2),
     (["2026-01-03", "2026-01-20", "2026-03-01"], [1, 1, 2, 3, 3], {1: "2026-01-03", 2: "2026-01-20",
-                                                                   4: "2026-03-01"}),
+                                                                   4: "2026-03-01"}, 0),
 ])
-def test_kindle_reads_follow_amazons_completion_records(completed, reads, finishes):
+def test_kindle_reads_follow_amazons_completion_records(completed, reads, finishes, unplaced):
     session_days = [day(text) for text in ("2026-01-01", "2026-01-02", "2026-01-10", "2026-01-25", "2026-01-25")]
 
-    numbers, found = kindle.kindle_reads(session_days, [day(text) for text in completed])
+    found = kindle.kindle_reads(session_days, [day(text) for text in completed])
 
-    assert numbers == reads
-    assert found == {index: day(text) for index, text in finishes.items()}
+    assert found == kindle.KindleReads(reads, {index: day(text) for index, text in finishes.items()}, unplaced)
+
+
+def test_a_calibre_book_names_an_asin_by_the_asin_rules_and_lends_its_authors_to_a_title_without_them():
+    rows = [("B0TESTKND1", "calibre_amazon", 1, "Lantern", ["Calla Whitcombe"]),
+            ("B0TESTKND2", "calibre_amazon", 2, "One", ["A"]), ("B0TESTKND2", "calibre_amazon", 3, "Two", ["B"]),
+            ("B0TESTKND2", "calibre_mobi_asin", 4, "Weak", ["C"]),
+            ("B0TESTKND3", "calibre_mobi_asin", 5, "Three", []), ("B0TESTKND3", "calibre_mobi_asin", 6, "Four", []),
+            ("B0TESTKND4", "calibre_amazon", 7, "", ["Nobody"])]
+
+    calibre = kindle.calibre_names(rows)
+
+    # two books under amazon decide nothing there; the one under mobi-asin does, as it places a warehouse book
+    assert calibre == {"B0TESTKND1": ("Lantern", ("Calla Whitcombe",)), "B0TESTKND2": ("Weak", ("C",))}
+    export_titles = {"B0TESTKND1": ("The Lantern Keeper", ()), "B0TESTKND2": ("Export", ("Ann Lee",)),
+                     "B0TESTKND5": ("Five", ())}
+    assert kindle.book_names(export_titles, calibre) == {
+        "B0TESTKND1": ("The Lantern Keeper", ("Calla Whitcombe",)), "B0TESTKND2": ("Export", ("Ann Lee",)),
+        "B0TESTKND5": ("Five", ())}
 
 
 def test_completion_records_give_each_asin_its_days_and_count_a_broken_key(tmp_path):
@@ -403,38 +425,64 @@ def test_an_asin_the_export_names_nowhere_takes_the_name_of_the_calibre_book_tha
 
 
 def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a_re_read(tmp_path, database_url):
-    starts = [utc(f"2026-01-{n:02d}T20:00:00Z") for n in (1, 2, 10, 25)]
+    starts = [utc(f"2026-{day}T20:00:00Z") for day in ("01-01", "01-02", "01-10", "01-25", "02-10")]
     intervals = [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000) for start in starts]
     completions = [KindleCompletion("B0TESTKND1", "2026-01-02", "The Lantern Keeper"),
                    KindleCompletion("B0TESTKND1", "2026-01-03", "The Lantern Keeper", how="MANUAL"),
-                   KindleCompletion("B0TESTKND1", "2026-01-26", "The Lantern Keeper")]
+                   KindleCompletion("B0TESTKND1", "2026-01-26", "The Lantern Keeper"),
+                   KindleCompletion("B0TESTKND2", "2026-01-26", "Read on paper, marked by hand", how="MANUAL")]
     reads = "SELECT start_time, read_number FROM reading_sessions ORDER BY 1"
-    finished = "SELECT title, read_number, finished_on, evidence, formats FROM finished_books ORDER BY 2"
+    finished = "SELECT title, read_number, finished_at, finished_on, evidence, formats FROM finished_books ORDER BY 2"
 
     export = write_kindle_export(tmp_path / "k", intervals, SHEET_TITLES, completions=completions)
 
     result = run_exports(tmp_path, database_url, "--kindle-export", export)
 
+    # the session of 10 February comes after the last finish: it continues the second read, which still
+    # finished with the session of 25 January, on the day of its record
     assert result.returncode == 0, result.stderr
-    assert query(database_url, reads) == [(ts(f"2026-01-{n:02d} 20:00:00"), read)
-                                          for n, read in ((1, 1), (2, 1), (10, 2), (25, 2))]
-    title = SHEET_TITLES[0].product_name
-    assert query(database_url, finished) == [(title, 1, datetime.date(2026, 1, 2), "reading", "ebook"),
-                                             (title, 2, datetime.date(2026, 1, 25), "reading", "ebook")]
+    assert query(database_url, reads) == [(ts(f"2026-{day} 20:00:00"), read) for day, read in (
+        ("01-01", 1), ("01-02", 1), ("01-10", 2), ("01-25", 2), ("02-10", 2))]
+    title, utc_zone = SHEET_TITLES[0].product_name, datetime.timezone.utc
+    assert query(database_url, finished) == [
+        (title, 1, ts("2026-01-02 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 2), "reading", "ebook"),
+        (title, 2, ts("2026-01-25 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 26), "reading", "ebook")]
     assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(2,)]
+    assert "Kindle: completion records that finish no read (the export has no reading of their book on or before " \
+           "their day): 1" in result.stderr
 
     # The same export in Tokyo: the evening sessions fall on the next local day, so the record of the 2nd
-    # finishes the first session and the one of the 3rd the second (a session between them): three reads.
+    # finishes the first session and the one of the 3rd, a day later, moves that finish to the second.
     tokyo = run_exports(tmp_path, database_url, "--kindle-export", export, ETL_TIMEZONE="Asia/Tokyo")
     assert tokyo.returncode == 0, tokyo.stderr
-    assert [read for _start, read in query(database_url, reads)] == [1, 2, 3, 3]
+    assert [read for _start, read in query(database_url, reads)] == [1, 1, 2, 2, 2]
+    assert query(database_url, "SELECT start_time, completed_on FROM bookhelper.kindle_finishes ORDER BY 1") == [
+        (ts("2026-01-02 20:00:00"), datetime.date(2026, 1, 2)), (ts("2026-01-25 20:00:00"), datetime.date(2026, 1, 26))]
 
     # A newer export without the records: one unfinished read, as before.
     assert run_exports(tmp_path, database_url, "--kindle-export",
                        write_kindle_export(tmp_path / "newer", intervals, SHEET_TITLES)).returncode == 0
-    assert [read for _start, read in query(database_url, reads)] == [1, 1, 1, 1]
+    assert [read for _start, read in query(database_url, reads)] == [1, 1, 1, 1, 1]
     assert query(database_url, finished) == []
     assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_finishes") == [(0,)]
+
+
+def test_a_finishing_session_another_source_already_holds_finishes_nothing(tmp_path, database_url):
+    start = utc("2026-01-02T20:00:00Z")
+    export = write_kindle_export(tmp_path / "k", [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000)],
+                                 completions=[KindleCompletion("B0TESTKND1", "2026-01-02")])
+    # the reader's book holds the ASIN, and another loader's session holds the Kindle session's key
+    query(database_url, """
+        WITH book AS (INSERT INTO books (title, asin) VALUES ('The Lantern Keeper', 'B0TESTKND1') RETURNING book_id)
+        INSERT INTO reading_sessions (book_id, start_time, end_time, duration_minutes, device, data_source)
+        SELECT book_id, '2026-01-02 20:00:00', '2026-01-02 20:10:00', 10, 'Kindle E-reader', 'bookplayer' FROM book""")
+
+    result = run_exports(tmp_path, database_url, "--kindle-export", export)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT data_source FROM reading_sessions") == [("bookplayer",)]
+    assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_finishes") == [(0,)]
+    assert "Kindle: sessions left out (another source's row holds their book, start and device): 1" in result.stderr
 
 
 @pytest.mark.empty_database

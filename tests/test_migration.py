@@ -295,3 +295,31 @@ def test_a_version_5_warehouse_reads_the_kindle_export_again_for_its_completion_
     assert result.returncode == 0, result.stderr
     assert query(database_url, "SELECT title, read_number, finished_on FROM bookhelper.finished_books") == [
         ("B0TESTKND1", 1, datetime.date(2024, 7, 1))]
+
+
+def test_a_version_6_warehouse_reads_the_kindle_export_again_and_dates_a_finish_by_its_record(tmp_path, database_url,
+                                                                                              empty_env_file):
+    second = T0 + 86400
+    export = write_kindle_export(tmp_path / "kindle", [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000)
+                                                       for start in (T0, second)],
+                                 completions=[KindleCompletion("B0TESTKND1", "2024-07-01"),
+                                              KindleCompletion("B0TESTKND1", "2024-07-02", how="MANUAL")])
+    settings = {"env_file": empty_env_file, "HOME": str(tmp_path), "DATABASE_URL": database_url, "ETL_TIMEZONE": "UTC"}
+    assert run_cli("--kindle-export", export, **settings).returncode == 0
+    # what version 6 made of two records a day apart with a session between: two finishes, the second a re-read
+    query(database_url, """
+        UPDATE reading_sessions SET read_number = 2, read_instance_id = gen_random_uuid()
+        WHERE start_time = to_timestamp(%(second)s) AT TIME ZONE 'UTC';
+        INSERT INTO bookhelper.kindle_finishes (book_id, start_time, device, completed_on)
+        SELECT book_id, to_timestamp(%(t0)s) AT TIME ZONE 'UTC', device, '2024-07-01' FROM bookhelper.kindle_finishes;
+        UPDATE bookhelper.kindle_finishes SET completed_on = '2024-07-02'
+        WHERE start_time = to_timestamp(%(second)s) AT TIME ZONE 'UTC';
+        UPDATE bookhelper.schema_meta SET value = '6' WHERE key = 'schema_version'""", {"t0": T0, "second": second})
+    assert len(query(database_url, "SELECT * FROM bookhelper.finished_books")) == 2
+
+    result = run_cli("--kindle-export", export, **settings)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT read_number FROM reading_sessions ORDER BY start_time") == [(1,), (1,)]
+    assert query(database_url, "SELECT title, read_number, finished_on FROM bookhelper.finished_books") == [
+        ("B0TESTKND1", 1, datetime.date(2024, 7, 1))]

@@ -98,8 +98,8 @@ INPUT_QUERIES = {
                r.rating, r.highlights, r.publisher, r.tags
         FROM book_reading r JOIN book_keys k USING (book_id) ORDER BY 1""",
     "finished_books": """
-        SELECT k.book_key, f.read_number, f.finished_on, f.evidence
-        FROM finished_books f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+        SELECT k.book_key, f.read_number, f.finished_at, f.finished_on, f.evidence
+        FROM finished_books f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3, 4""",
     "tag_analytics": "SELECT tag, books, sessions, reading_seconds FROM tag_analytics ORDER BY 1",
     "publisher_reading": "SELECT name, books, sessions, reading_seconds FROM publisher_reading ORDER BY 1",
     "author_reading": "SELECT name, books, sessions, reading_seconds FROM author_reading ORDER BY 1",
@@ -111,6 +111,10 @@ INPUT_QUERIES = {
         SELECT k.book_key, d.profile, d.day, d.asins, d.listening_ms, d.duration_seconds, d.reaches_end, d.read_number
         FROM audible_days d JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
     "kindle_intervals": "SELECT * FROM kindle_intervals ORDER BY 1, 2, 3",
+    "kindle_finishes": """
+        SELECT k.book_key, f.start_time, f.device, f.completed_on
+        FROM kindle_finishes f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+    "calibre_asins": "SELECT * FROM calibre_asins ORDER BY 1, 2, 3",
     "tandem": """SELECT book_id IS NOT NULL, session_count, distinct_media_types, media_types_combined,
                         total_duration_all_formats FROM tandem_reading_sessions ORDER BY 2, 5""",
 }
