@@ -77,8 +77,8 @@ LONGEST_INTERVAL_MS = 24 * 3600 * 1000
 SERIES_ASIN = re.compile(r"[\s\u00a0]+B[0-9A-Z]{9}$")
 COPY_NULL = "\\N"
 APP_DEVICE = "Kindle app"  # the phone and tablet apps leave device_family empty
-# Completion records at most this far apart are one finish: the reader's MANUAL mark a day after Amazon's
-# AUTOMATIC record, or a record dated in a zone a day off the reader's (the fact sheet names no zone).
+# A completion record at most this far from its finish is that finish: the reader's MANUAL mark a day after
+# Amazon's AUTOMATIC record, or a record dated in a zone a day off the reader's (the fact sheet names no zone).
 SAME_FINISH = datetime.timedelta(days=1)
 
 
@@ -449,23 +449,26 @@ class KindleReads:
 def kindle_reads(session_days: Sequence[datetime.date], completed: Sequence[datetime.date]) -> KindleReads:
     """The reads of one book's sessions (their local days, in time order) by Amazon's completion records (sorted
     days), the export having no positions. A record finishes the read of the latest session on or before its
-    day; one with no session since the last finish, or at most a day after the record before it, marks that
-    finish again (which then ends with the latest session on or before this record's day); one before every
-    session finishes nothing. A finish followed by a later one began a re-read: the sessions after it are the
-    next read. After the last finish, reading continues that read (nothing shows it began again), as an
-    ebook's does until a session starts near the beginning."""
+    day (of the first session when that is on the next day: the record is dated in a zone a day off). A record
+    with no session since the last finish, or at most a day after that finish's first record, marks that finish
+    again (which then ends with the latest session on or before this record's day); one more than a day before
+    every session finishes nothing. A finish followed by a later one began a re-read: the sessions after it are the next
+    read. After the last finish, reading continues that read (nothing shows it began again), as an ebook's does
+    until a session starts near the beginning."""
     finishes: dict[int, datetime.date] = {}
-    last, previous, unplaced = -1, None, 0
+    last, unplaced = -1, 0
     for day in completed:
         index = bisect.bisect_right(session_days, day) - 1
         if index < 0:
+            index = bisect.bisect_right(session_days, day + SAME_FINISH) - 1
+        if index < 0:
             unplaced += 1
-            continue
-        if last < 0 or (index > last and day - previous > SAME_FINISH):
+        elif last < 0 or (index > last and day - finishes[last] > SAME_FINISH):
             finishes[index] = day
+            last = index
         elif index > last:
             finishes[index] = finishes.pop(last)
-        last, previous = max(last, index), day
+            last = index
     numbers, read = [], 1
     for index in range(len(session_days)):
         numbers.append(read)
@@ -479,7 +482,7 @@ def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds:
     """Each book's sessions, with exact seconds (the book's millis, rounded once), its reads (ids from the
     book's key: ``keys`` maps the warehouse's book ids, as text, to their keys) and the sessions that finish
     one (their local days, in ``timezone``, against the completion days of the book's ASINs); and how many
-    completion records finish no read (of a book without reading on or before their day)."""
+    completion records finish no read (of a book without reading by the day after their day)."""
     by_book: dict[tuple, list[KindleInterval]] = {}
     for interval in export.intervals:
         by_book.setdefault(placed[interval.content_id], []).append(interval)
@@ -561,7 +564,7 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         counts.get("removed", 0))
     if unplaced:
         component_logger("LOAD").info("Kindle: completion records that finish no read (the export has no reading "
-                                      "of their book on or before their day): %d", unplaced)
+                                      "of their book by the day after their day): %d", unplaced)
     return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted),
                         counts.get("inserted", 0), counts.get("updated", 0))
 

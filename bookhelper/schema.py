@@ -786,7 +786,10 @@ CREATE OR REPLACE VIEW bookhelper.finished_books AS
 WITH read_rows AS (
     SELECT s.book_id, s.read_instance_id, s.read_number, s.start_time, s.end_time,
            (""" + REACHES_END_SQL + """) OR f.book_id IS NOT NULL AS reached_end, s.media_type,
-           CASE WHEN f.book_id IS NOT NULL THEN s.end_time END AS finish_end, f.completed_on
+           s.data_source = 'kindle' AS kindle,
+           -- a Kindle read ends with the session its completion record finishes, on the record's day
+           CASE WHEN s.data_source <> 'kindle' OR f.book_id IS NOT NULL THEN s.end_time END AS finish_end,
+           f.completed_on
     FROM public.reading_sessions s
     -- a Kindle read reaches the end by Amazon's completion record (the export has no positions)
     LEFT JOIN bookhelper.kindle_finishes f
@@ -795,14 +798,15 @@ WITH read_rows AS (
     UNION ALL
     -- an audiobook day reaches the end by its positions, and ends on its last second (not the next midnight)
     SELECT s.book_id, s.read_instance_id, s.read_number, a.start_time, a.end_time - interval '1 second',
-           a.reaches_end, s.media_type, NULL, NULL
+           a.reaches_end, s.media_type, false, a.end_time - interval '1 second', NULL
     FROM bookhelper.audible_days a JOIN public.reading_sessions s
       ON s.data_source = 'audible' AND (s.book_id, s.start_time, s.device) = (a.book_id, a.start_time, a.device)
 ), reads AS (
     SELECT book_id, min(read_number) AS read_number, min(start_time) AT TIME ZONE 'UTC' AS started_at,
-           max(end_time) AT TIME ZONE 'UTC' AS ended_at, bool_or(reached_end) AS reached_end,
+           max(finish_end) AT TIME ZONE 'UTC' AS finished_at, bool_or(reached_end) AS reached_end,
            string_agg(DISTINCT media_type, ', ' ORDER BY media_type) FILTER (WHERE reached_end) AS formats,
-           max(finish_end) AT TIME ZONE 'UTC' AS finish_end, max(completed_on) AS completed_on,
+           max(finish_end) FILTER (WHERE NOT kindle) AT TIME ZONE 'UTC' AS other_end,
+           max(completed_on) AS completed_on,
            lead(min(start_time) AT TIME ZONE 'UTC') OVER (PARTITION BY book_id ORDER BY min(start_time))
                AS next_read_at
     FROM read_rows
@@ -812,9 +816,11 @@ WITH read_rows AS (
     FROM bookhelper.book_sidecars WHERE status = 'complete'
     ORDER BY book_id, last_opened_at DESC NULLS LAST, device_id
 ), finishes AS (
-    -- a Kindle read finishes with the session and on the day of its completion record
-    SELECT r.book_id, r.read_number, coalesce(r.finish_end, r.ended_at) AS finished_at, r.formats,
-           r.completed_on, m.status_modified AS marked_complete_on,
+    -- a read of several sources (a tandem) finishes with the last of them; the status date stands for the
+    -- reading of the others
+    SELECT r.book_id, r.read_number, r.finished_at, r.formats,
+           greatest(r.completed_on, coalesce(m.status_modified, r.other_end::date)) AS finished_on,
+           m.status_modified AS marked_complete_on,
            CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
     FROM reads r
     LEFT JOIN marked m ON m.book_id = r.book_id
@@ -822,8 +828,7 @@ WITH read_rows AS (
      AND (r.next_read_at IS NULL OR m.status_modified < r.next_read_at::date)
     WHERE r.reached_end
 )
-SELECT f.book_id, b.title, f.read_number, f.finished_at,
-       coalesce(f.marked_complete_on, f.completed_on, f.finished_at::date) AS finished_on, f.evidence, f.formats
+SELECT f.book_id, b.title, f.read_number, f.finished_at, f.finished_on, f.evidence, f.formats
 FROM finishes f JOIN public.books b USING (book_id)
 UNION ALL
 SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status', NULL

@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 from conftest import SCRIPT, cli_env, query, run_cli
 from pgtools import wait_for_backends_to_end, wait_for_statement
+from test_sidecars import current_sidecar, write_sidecar
 from warehouse import whole_state
 
 from bookhelper import audible, kindle
@@ -215,7 +216,11 @@ def day(text):
     # ... and so is one a day later with a session between: the finish moves to that session, dated by the first
     (["2026-01-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-01"}, 0),
     (["2026-01-01", "2026-01-02", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-01", 2: "2026-01-10"}, 0),
-    # a finish on the day of a session finishes with it; one before any session finishes nothing
+    # the window runs from the finish's first record, not from a later mark of it: 10 January is a re-read's
+    (["2026-01-02", "2026-01-09", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-02", 2: "2026-01-10"}, 0),
+    # a finish on the day of a session finishes with it; one a day before the first session (a record dated in
+    # a zone west of the reader's) finishes that session; one earlier finishes nothing
+    (["2025-12-31"], [1, 1, 1, 1, 1], {0: "2025-12-31"}, 0),
     (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}, 1),
     (["2025-12-01", "2025-12-02"], [1, 1, 1, 1, 1], {}, 2),
     (["2026-01-03", "2026-01-20", "2026-03-01"], [1, 1, 2, 3, 3], {1: "2026-01-03", 2: "2026-01-20",
@@ -448,8 +453,8 @@ def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a
         (title, 1, ts("2026-01-02 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 2), "reading", "ebook"),
         (title, 2, ts("2026-01-25 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 26), "reading", "ebook")]
     assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(2,)]
-    assert "Kindle: completion records that finish no read (the export has no reading of their book on or before " \
-           "their day): 1" in result.stderr
+    assert "Kindle: completion records that finish no read (the export has no reading of their book by the day " \
+           "after their day): 1" in result.stderr
 
     # The same export in Tokyo: the evening sessions fall on the next local day, so the record of the 2nd
     # finishes the first session and the one of the 3rd, a day later, moves that finish to the second.
@@ -465,6 +470,53 @@ def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a
     assert [read for _start, read in query(database_url, reads)] == [1, 1, 1, 1, 1]
     assert query(database_url, finished) == []
     assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_finishes") == [(0,)]
+
+
+def test_a_tandem_read_of_a_kindle_book_and_its_audiobook_finishes_with_the_later_format(tmp_path, database_url):
+    starts = [utc(f"2026-01-{n:02d}T20:00:00Z") for n in range(1, 11)]
+    kindle_export = write_kindle_export(tmp_path / "kindle", [
+        ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000) for start in starts], SHEET_TITLES,
+        completions=[KindleCompletion("B0TESTKND1", "2026-01-10")])
+    audible_export = write_audible_export(tmp_path / "audible", {"Account Holder": [
+        listening(f"2026-01-{n:02d}", 3_600_000, (n - 2) * 1_500_000, (n - 1) * 1_500_000, "The Lantern Keeper",
+                  "B0TESTAUD9", book_length_ms=36_000_000) for n in range(2, 26)]},
+        [AudibleTitle("B0TESTAUD9", "The Lantern Keeper", "", ("Calla Whitcombe",), (), 600)])
+    finished = "SELECT read_number, finished_at, finished_on, formats FROM finished_books"
+
+    result = run_exports(tmp_path, database_url, "--kindle-export", kindle_export, "--audible-export", audible_export)
+
+    # the Kindle read finished on 10 January, the audiobook of the same read on 25 January (its last second in
+    # Berlin, the file's zone): one finish, the later
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT count(DISTINCT read_instance_id), bool_and(is_parallel_read) "
+                               "FROM reading_sessions") == [(1, True)]
+    assert query(database_url, finished) == [
+        (1, ts("2026-01-25 22:59:59").replace(tzinfo=datetime.timezone.utc), datetime.date(2026, 1, 25),
+         "audiobook, ebook")]
+
+
+def test_a_koreader_status_set_during_a_kindle_read_leaves_the_finish_on_amazons_day(tmp_path, database_url):
+    md5, start = "0" * 31 + "1", utc("2025-12-20T18:00:00Z")
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [Book(
+        1, "The Lantern Keeper", "Calla Whitcombe", 300, md5, None, "en", start)],
+        [(1, page, start + page * 60, 50, 300) for page in range(1, 11)])  # a first look, far from the end
+    library = write_calibre_library(tmp_path / "library", [CalibreBook(
+        1, "The Lantern Keeper", ["Calla Whitcombe"], identifiers={"amazon": "B0TESTKND1"},
+        cwa_checksums=[("EPUB", md5)])])
+    write_sidecar(tmp_path / "device", "Books/Lantern.sdr/metadata.epub.lua", current_sidecar(
+        partial_md5_checksum=md5, annotations={}, summary={"status": "complete", "modified": "2026-01-05"}))
+    kindle_export = write_kindle_export(tmp_path / "kindle", [
+        ReadingInterval(utc(f"2026-01-{n:02d}T20:00:00Z"), utc(f"2026-01-{n:02d}T20:10:00Z"), "B0TESTKND1",
+                        millis=600_000) for n in range(1, 11)],
+        completions=[KindleCompletion("B0TESTKND1", "2026-01-10")])
+
+    result = run_exports(tmp_path, database_url, "--stats-db", stats, "--sidecar-dir", tmp_path / "device",
+                         "--calibre-library", library.metadata_db.parent, "--kindle-export", kindle_export)
+
+    # the status, set on 5 January while the Kindle read went on, is that read's finish, dated by Amazon's record
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT read_number, finished_on, evidence, formats FROM finished_books") == [
+        (1, datetime.date(2026, 1, 10), "reading and status", "ebook")]
 
 
 def test_a_finishing_session_another_source_already_holds_finishes_nothing(tmp_path, database_url):
