@@ -393,6 +393,11 @@ SELECT f.book_id, f.start_time, f.device, f.completed_on FROM incoming_sessions 
 WHERE f.completed_on IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM reading_sessions s WHERE (s.book_id, s.start_time, s.device) = (f.book_id, f.start_time, f.device)
       AND s.data_source <> 'kindle');
+DELETE FROM kindle_marks;
+INSERT INTO kindle_marks (book_id, completed_on)
+SELECT coalesce(m.book_id, k.book_id), m.completed_on
+FROM jsonb_to_recordset(%(marks)s::jsonb) AS m(book_id integer, book_key text, completed_on date)
+LEFT JOIN book_keys k ON k.book_key = m.book_key;
 INSERT INTO schema_meta (key, value) VALUES ('kindle_fingerprint', %(fingerprint)s), ('kindle_timezone', %(timezone)s)
 ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value;
 """
@@ -439,30 +444,32 @@ def own_book(content_id: str, names: dict, last_read: int) -> Book:
 @dataclass(frozen=True)
 class KindleReads:
     """One book's reads by its completion records: the read number of each session, the sessions that finish
-    a read (index -> the day of its first record), and the records that finish nothing."""
+    a read (index -> the day of its first record), and the finishes known only by records (their first days)."""
 
     numbers: list
     finishes: dict
-    unplaced: int
+    marks: list
 
 
 def kindle_reads(session_days: Sequence[datetime.date], completed: Sequence[datetime.date]) -> KindleReads:
     """The reads of one book's sessions (their local days, in time order) by Amazon's completion records (sorted
-    days), the export having no positions. A record finishes the read of the latest session on or before its
-    day (of the first session when that is on the next day: the record is dated in a zone a day off). A record
-    with no session since the last finish, or at most a day after that finish's first record, marks that finish
-    again (which then ends with the latest session on or before this record's day); one more than a day before
-    every session finishes nothing. A finish followed by a later one began a re-read: the sessions after it are the next
-    read. After the last finish, reading continues that read (nothing shows it began again), as an ebook's does
-    until a session starts near the beginning."""
+    days), the export having no positions. A record finishes the read of the latest session on or before its day
+    (of the first session when that is on the next day: the record is dated in a zone a day off). A record with
+    no session since the last finish, or at most a day after that finish's first record, marks that finish again
+    (which then ends with the latest session on or before this record's day). One more than a day before every
+    session is a finish of its own, known only by the record (read elsewhere, or before the export's reading
+    began), and records at most a day after its first are that finish. A finish followed by a later one began a
+    re-read: the sessions after it are the next read. After the last finish, reading continues that read
+    (nothing shows it began again), as an ebook's does until a session starts near the beginning."""
     finishes: dict[int, datetime.date] = {}
-    last, unplaced = -1, 0
+    last, marks = -1, []
     for day in completed:
         index = bisect.bisect_right(session_days, day) - 1
         if index < 0:
             index = bisect.bisect_right(session_days, day + SAME_FINISH) - 1
         if index < 0:
-            unplaced += 1
+            if not marks or day - marks[-1] > SAME_FINISH:
+                marks.append(day)
         elif last < 0 or (index > last and day - finishes[last] > SAME_FINISH):
             finishes[index] = day
             last = index
@@ -474,28 +481,29 @@ def kindle_reads(session_days: Sequence[datetime.date], completed: Sequence[date
         numbers.append(read)
         if index in finishes and index < last:
             read += 1
-    return KindleReads(numbers, finishes, unplaced)
+    return KindleReads(numbers, finishes, marks)
 
 
 def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds: int,
-                    timezone: str) -> tuple[list[dict], int]:
+                    timezone: str) -> tuple[list[dict], list[dict]]:
     """Each book's sessions, with exact seconds (the book's millis, rounded once), its reads (ids from the
     book's key: ``keys`` maps the warehouse's book ids, as text, to their keys) and the sessions that finish
-    one (their local days, in ``timezone``, against the completion days of the book's ASINs); and how many
-    completion records finish no read (of a book without reading by the day after their day)."""
+    one (their local days, in ``timezone``, against the completion days of the book's ASINs); and the finishes
+    known only by completion records (``kindle_reads``), of books read or not."""
     by_book: dict[tuple, list[KindleInterval]] = {}
     for interval in export.intervals:
         by_book.setdefault(placed[interval.content_id], []).append(interval)
+    contents: dict[tuple, set[str]] = {}
+    for content_id, place in placed.items():
+        contents.setdefault(place, set()).add(content_id)
     zone = ZoneInfo(timezone)
-    payload = []
-    unplaced = sum(len(days) for content_id, days in export.completions.items() if content_id not in placed)
-    for place, intervals in sorted(by_book.items(), key=lambda item: str(item[0])):
-        sessions = kindle_sessions(intervals, gap_seconds)
+    payload, marks = [], []
+    for place in sorted(contents, key=str):
+        sessions = kindle_sessions(by_book.get(place, []), gap_seconds)
         book_id, book_key = place
-        completed = sorted({day for content_id in {i.content_id for i in intervals}
-                            for day in export.completions.get(content_id, ())})
+        completed = sorted({day for content_id in contents[place] for day in export.completions.get(content_id, ())})
         reads = kindle_reads([datetime.datetime.fromtimestamp(s.start, zone).date() for s in sessions], completed)
-        unplaced += reads.unplaced
+        marks.extend({"book_id": book_id, "book_key": book_key, "completed_on": str(day)} for day in reads.marks)
         for index, (session, seconds, read) in enumerate(zip(sessions, exact_seconds([s.millis for s in sessions]),
                                                              reads.numbers)):
             payload.append({
@@ -504,12 +512,44 @@ def session_payload(export: KindleExport, placed: dict, keys: dict, gap_seconds:
                 "device": session.device, "read_number": read,
                 "read_instance_id": str(read_instance_id(f"{book_key or keys[str(book_id)]}/{NAME}", read)),
                 "completed_on": str(reads.finishes[index]) if index in reads.finishes else None})
-    return payload, unplaced
+    return payload, marks
+
+
+def place_books(export: KindleExport, names: dict, holder_rows: Sequence, book_rows: Sequence) -> tuple:
+    """Where each content id the export read or marked finished lands: (placed, own, adopted), ``placed``
+    mapping it to (book_id, None) on a book of the job's or (None, book_key) on a book of its own; ``own``
+    those books, ``adopted`` the reader's rows some of them take (book_key -> (book_id, rule))."""
+    holders, ours = asin_holders(holder_rows)
+    last_seen: dict[str, int] = {}
+    for interval in export.intervals:
+        last_seen[interval.content_id] = max(last_seen.get(interval.content_id, 0), interval.end)
+    for asin, days in export.completions.items():
+        last_seen.setdefault(asin, calendar.timegm(days[-1].timetuple()))
+    content_ids = sorted(last_seen)
+    matches = match_asins([c for c in content_ids if asin_key(c)], holders)
+    # a store book no ASIN places: the one warehouse book with its title and first author
+    untitled = [(c, names[c][0], (names[c][1] or (None,))[0]) for c in content_ids
+                if asin_key(c) and c not in matches and c in names]
+    for content_id, book_id in match_title_author(untitled, titled_books(book_rows)).items():
+        matches[content_id] = (book_id, "title_author")
+        ours[book_id] = True
+    placed, own, adopted = {}, [], {}
+    for content_id in content_ids:
+        match = matches.get(content_id)
+        if match and ours.get(match[0]):
+            placed[content_id] = (match[0], None)
+            continue
+        book = own_book(content_id, names, last_seen[content_id])
+        own.append(book)
+        if match:
+            adopted[book.book_key] = match
+        placed[content_id] = (None, book.book_key)
+    return placed, own, adopted
 
 
 def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
-    """Place each content id on its warehouse book and replace the export's intervals and sessions; one
-    round trip when neither the export nor the books holding ASINs changed."""
+    """Place each content id on its warehouse book and replace the export's intervals, sessions and finishes;
+    one round trip when neither the export nor the books holding ASINs changed."""
     cursor.execute(KINDLE_STATE_SQL)
     stored, *state = cursor.fetchone()
     holder_rows, book_rows, keys, calibre_rows = (json.loads(part) for part in state)
@@ -519,35 +559,14 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
         component_logger("LOAD").info("the Kindle export and the books holding ASINs are unchanged since the last run")
         return KindleCounts()
     export = snapshot.content
-    names = book_names(export.titles, calibre_names(calibre_rows))
-    holders, ours = asin_holders(holder_rows)
-    content_ids = sorted({i.content_id for i in export.intervals})
-    matches = match_asins([c for c in content_ids if asin_key(c)], holders)
-    # a store book no ASIN places: the one warehouse book with its title and first author
-    unplaced = [(c, names[c][0], (names[c][1] or (None,))[0]) for c in content_ids
-                if asin_key(c) and c not in matches and c in names]
-    for content_id, book_id in match_title_author(unplaced, titled_books(book_rows)).items():
-        matches[content_id] = (book_id, "title_author")
-        ours[book_id] = True
-    placed, own, adopted = {}, [], {}
-    last_read = {}
-    for interval in export.intervals:
-        last_read[interval.content_id] = max(last_read.get(interval.content_id, 0), interval.end)
-    for content_id in content_ids:
-        match = matches.get(content_id)
-        if match and ours.get(match[0]):
-            placed[content_id] = (match[0], None)
-            continue
-        book = own_book(content_id, names, last_read[content_id])
-        own.append(book)
-        if match:
-            adopted[book.book_key] = match
-        placed[content_id] = (None, book.book_key)
+    placed, own, adopted = place_books(export, book_names(export.titles, calibre_names(calibre_rows)), holder_rows,
+                                       book_rows)
     if own:
         run.ensure_books(cursor, own, adopted, NAME, SESSION_FILE)
-    payload, unplaced = session_payload(export, placed, keys, run.config.gap_seconds, run.timezone)
+    payload, marks = session_payload(export, placed, keys, run.config.gap_seconds, run.timezone)
     cursor.execute(repeatable(KINDLE_SQL + apply_export_sessions(NAME, "ebook", SESSION_FILE)),
-                   {"sessions": json.dumps(payload), "fingerprint": fingerprint, "timezone": run.timezone})
+                   {"sessions": json.dumps(payload), "marks": json.dumps(marks), "fingerprint": fingerprint,
+                    "timezone": run.timezone})
     counts = dict(cursor.fetchall())
     report_clashes("Kindle", counts)
     # the intervals as the export says them (KINDLE_SQL emptied the table)
@@ -559,12 +578,9 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
     matched = sum(1 for book_id, _key in placed.values() if book_id is not None)
     component_logger("LOAD").info(
         "Kindle: %d intervals in %d sessions of %d books (%d on books the warehouse knew by ASIN, %d of their "
-        "own); sessions %d inserted, %d updated, %d removed", len(export.intervals), len(payload), len(placed),
-        matched + len(adopted), len(own) - len(adopted), counts.get("inserted", 0), counts.get("updated", 0),
-        counts.get("removed", 0))
-    if unplaced:
-        component_logger("LOAD").info("Kindle: completion records that finish no read (the export has no reading "
-                                      "of their book by the day after their day): %d", unplaced)
+        "own); sessions %d inserted, %d updated, %d removed; %d finishes known only by completion records",
+        len(export.intervals), len(payload), len(placed), matched + len(adopted), len(own) - len(adopted),
+        counts.get("inserted", 0), counts.get("updated", 0), counts.get("removed", 0), len(marks))
     return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted),
                         counts.get("inserted", 0), counts.get("updated", 0))
 

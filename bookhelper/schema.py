@@ -112,13 +112,15 @@ def titled_books_json(excluded: str) -> str:
                  FROM book_keys k JOIN books b USING (book_id) WHERE k.book_key !~ '{excluded}'), '[]')::text"""
 
 
-# A book an export brought (book_key kindle:... or audible:...) that no session holds any more: a row the
-# job created goes, a reader's row it took only loses the job's identity on it; authors only it named go too.
+# A book an export brought (book_key kindle:... or audible:...) that no session and no Kindle finish known only
+# by its record holds any more: a row the job created goes, a reader's row it took only loses the job's identity
+# on it; authors only it named go too.
 FORGET_EXPORT_BOOKS_SQL = """
 CREATE TEMP TABLE forgotten_books ON COMMIT DROP AS
 SELECT k.book_id, k.created_book FROM book_keys k
 WHERE (k.book_key LIKE 'kindle:%%' OR k.book_key LIKE 'audible:%%')
-  AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.book_id = k.book_id);
+  AND NOT EXISTS (SELECT 1 FROM reading_sessions s WHERE s.book_id = k.book_id)
+  AND NOT EXISTS (SELECT 1 FROM kindle_marks m WHERE m.book_id = k.book_id);
 DELETE FROM book_keys k USING forgotten_books f WHERE k.book_id = f.book_id;
 DELETE FROM books b USING forgotten_books f WHERE b.book_id = f.book_id AND f.created_book;
 """ + unnamed_authors_sql("EXISTS (SELECT 1 FROM forgotten_books)")
@@ -722,6 +724,13 @@ CREATE TABLE IF NOT EXISTS bookhelper.kindle_finishes (
     completed_on date NOT NULL,
     PRIMARY KEY (book_id, start_time, device)
 );
+-- The finishes known only by Amazon's completion records (a book marked as read with no Kindle reading by
+-- then: read elsewhere, or before the export's reading began): current state, as the configured export says.
+CREATE TABLE IF NOT EXISTS bookhelper.kindle_marks (
+    book_id      integer NOT NULL REFERENCES bookhelper.book_keys ON DELETE CASCADE ON UPDATE CASCADE,
+    completed_on date NOT NULL,
+    PRIMARY KEY (book_id, completed_on)
+);
 -- The reader's own decision of which book an export's title is (an audiobook's ebook, say); book_id NULL:
 -- a book of its own.
 CREATE TABLE IF NOT EXISTS bookhelper.export_match_overrides (
@@ -833,7 +842,11 @@ FROM finishes f JOIN public.books b USING (book_id)
 UNION ALL
 SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status', NULL
 FROM marked m JOIN public.books b USING (book_id)
-WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL);
+WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL)
+UNION ALL
+-- a Kindle book Amazon's records say was finished with no Kindle reading by then: a finish of its own
+SELECT k.book_id, b.title, NULL, NULL, k.completed_on, 'completion record', 'ebook'
+FROM bookhelper.kindle_marks k JOIN public.books b USING (book_id);
 
 -- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
 CREATE OR REPLACE VIEW bookhelper.page_view_times AS
@@ -969,8 +982,9 @@ WHERE {v1_local_instant('c.raw_epoch', 'd.timezone')} = p.start_epoch"""
 # Upgrades of a warehouse made by an older release, by the version they start from: (before, after) the
 # schema DDL, inside the run's transaction; none loses history but the one case 1.0.0 already lost (1: below).
 MIGRATIONS = {
-    # 6 -> 7: completion records a day apart are one finish, and a Kindle read finishes on its record's day
-    # (finished_books, in the DDL): the export is read again.
+    # 6 -> 7: completion records a day apart are one finish, a Kindle read finishes on its record's day, a
+    # record with no reading by then is a finish of its own (finished_books, kindle_marks, in the DDL): the
+    # export is read again.
     6: ("", "DELETE FROM bookhelper.schema_meta WHERE key = 'kindle_fingerprint';\n"),
     # 5 -> 6: bookhelper.calibre_asins and kindle_finishes (in the DDL), filled by the next loads of the Calibre
     # library and the Kindle export.

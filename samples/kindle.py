@@ -673,7 +673,9 @@ def generate_completions(seed: int, intervals: Iterable[ReadingInterval],
     """Completion records (``Kindle.UserUniqueTitlesCompleted.csv``) for a history: about 60 % of the store
     books read finished on the (UTC) day of their last interval (``AUTOMATIC``; a few also marked by hand the next
     day, ``MANUAL``), and about one in ten of those also finished once before, on the day of a middle interval
-    (a re-read). Titles from ``titles``, ``Not Available`` for the others; no samples or documents."""
+    (a re-read); and about one in five of the library's books never read on a Kindle marked read by hand
+    (``MANUAL``) on a day of the history. Titles from ``titles``, ``Not Available`` for the others; no samples
+    or documents."""
     rng = random.Random(seed)
     names = {t.asin: t.product_name for t in titles}
     days: dict[str, list[int]] = {}
@@ -692,6 +694,11 @@ def generate_completions(seed: int, intervals: Iterable[ReadingInterval],
         if rng.random() < 0.05:
             completions.append(KindleCompletion(asin, time.strftime("%Y-%m-%d", time.gmtime(starts[-1] + DAY)),
                                                 names.get(asin, NA), "MANUAL"))
+    first, last = min((s[0] for s in days.values()), default=0), max((s[-1] for s in days.values()), default=0)
+    for asin, name in sorted(names.items()):
+        if asin not in days and rng.random() < 0.2:
+            completions.append(KindleCompletion(asin, time.strftime("%Y-%m-%d", time.gmtime(
+                rng.randint(first, last))), name, "MANUAL"))
     rng.shuffle(completions)
     return completions
 

@@ -48,9 +48,10 @@ KINDLE_ASINS = ("B0STONER01", "B0KINDLE02")
 kindle_rows = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS), st.integers(0, 40_000), st.integers(1, 900_000)),
                        min_size=1, max_size=8)
 # Amazon's completion records, on the days around the intervals (which cross midnight UTC, and a local midnight
-# in some zones): they finish reads and split them, differently in each zone.
-kindle_completions = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS), st.sampled_from(["2023-11-14", "2023-11-15"])),
-                              max_size=3)
+# in some zones): they finish reads and split them, differently in each zone; a record weeks before them, or of
+# a book never read on a Kindle, is a finish of its own (and the only thing that brings that book).
+kindle_completions = st.lists(st.tuples(st.sampled_from(KINDLE_ASINS + ("B0MARKED03",)),
+                                        st.sampled_from(["2023-10-01", "2023-11-14", "2023-11-15"])), max_size=3)
 AUDIBLE_BOOKS = (("B0AUDDUNE1", "Dune (Unabridged)", "Frank Herbert"), ("B0AUDLONE1", "Lone Voice", "Ann Lee"))
 audible_rows = st.lists(st.tuples(st.integers(0, 1), st.integers(-10, 20), st.integers(1, 4_000_000),
                                   st.integers(0, 100)), min_size=1, max_size=8)

@@ -204,34 +204,37 @@ def day(text):
     return datetime.date.fromisoformat(text)
 
 
-@pytest.mark.parametrize("completed, reads, finishes, unplaced", [
-    ([], [1, 1, 1, 1, 1], {}, 0),
+@pytest.mark.parametrize("completed, reads, finishes, marks", [
+    ([], [1, 1, 1, 1, 1], {}, []),
     # finished once: the sessions after it continue that read (nothing shows it began again)
-    (["2026-01-03"], [1, 1, 1, 1, 1], {1: "2026-01-03"}, 0),
+    (["2026-01-03"], [1, 1, 1, 1, 1], {1: "2026-01-03"}, []),
     # finished twice: the sessions between the two finishes are the re-read
-    (["2026-01-03", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
+    (["2026-01-03", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, []),
     # a second mark with no session since the first (MANUAL after AUTOMATIC) is the same finish
-    (["2026-01-03", "2026-01-04", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
-    (["2026-01-03", "2026-01-09", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, 0),
+    (["2026-01-03", "2026-01-04", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, []),
+    (["2026-01-03", "2026-01-09", "2026-02-01"], [1, 1, 2, 2, 2], {1: "2026-01-03", 4: "2026-02-01"}, []),
     # ... and so is one a day later with a session between: the finish moves to that session, dated by the first
-    (["2026-01-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-01"}, 0),
-    (["2026-01-01", "2026-01-02", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-01", 2: "2026-01-10"}, 0),
+    (["2026-01-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-01"}, []),
+    (["2026-01-01", "2026-01-02", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-01", 2: "2026-01-10"}, []),
     # the window runs from the finish's first record, not from a later mark of it: 10 January is a re-read's
-    (["2026-01-02", "2026-01-09", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-02", 2: "2026-01-10"}, 0),
+    (["2026-01-02", "2026-01-09", "2026-01-10"], [1, 1, 2, 2, 2], {1: "2026-01-02", 2: "2026-01-10"}, []),
     # a finish on the day of a session finishes with it; one a day before the first session (a record dated in
-    # a zone west of the reader's) finishes that session; one earlier finishes nothing
-    (["2025-12-31"], [1, 1, 1, 1, 1], {0: "2025-12-31"}, 0),
-    (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}, 1),
-    (["2025-12-01", "2025-12-02"], [1, 1, 1, 1, 1], {}, 2),
+    # a zone west of the reader's) finishes that session; an earlier one is a finish of its own, known only by
+    # its record (records a day apart are one)
+    (["2025-12-31"], [1, 1, 1, 1, 1], {0: "2025-12-31"}, []),
+    (["2025-12-01", "2026-01-02"], [1, 1, 1, 1, 1], {1: "2026-01-02"}, ["2025-12-01"]),
+    (["2025-12-01", "2025-12-02"], [1, 1, 1, 1, 1], {}, ["2025-12-01"]),
+    (["2025-11-01", "2025-12-01"], [1, 1, 1, 1, 1], {}, ["2025-11-01", "2025-12-01"]),
     (["2026-01-03", "2026-01-20", "2026-03-01"], [1, 1, 2, 3, 3], {1: "2026-01-03", 2: "2026-01-20",
-                                                                   4: "2026-03-01"}, 0),
+                                                                   4: "2026-03-01"}, []),
 ])
-def test_kindle_reads_follow_amazons_completion_records(completed, reads, finishes, unplaced):
+def test_kindle_reads_follow_amazons_completion_records(completed, reads, finishes, marks):
     session_days = [day(text) for text in ("2026-01-01", "2026-01-02", "2026-01-10", "2026-01-25", "2026-01-25")]
 
     found = kindle.kindle_reads(session_days, [day(text) for text in completed])
 
-    assert found == kindle.KindleReads(reads, {index: day(text) for index, text in finishes.items()}, unplaced)
+    assert found == kindle.KindleReads(reads, {index: day(text) for index, text in finishes.items()},
+                                       [day(text) for text in marks])
 
 
 def test_a_calibre_book_names_an_asin_by_the_asin_rules_and_lends_its_authors_to_a_title_without_them():
@@ -434,8 +437,7 @@ def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a
     intervals = [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000) for start in starts]
     completions = [KindleCompletion("B0TESTKND1", "2026-01-02", "The Lantern Keeper"),
                    KindleCompletion("B0TESTKND1", "2026-01-03", "The Lantern Keeper", how="MANUAL"),
-                   KindleCompletion("B0TESTKND1", "2026-01-26", "The Lantern Keeper"),
-                   KindleCompletion("B0TESTKND2", "2026-01-26", "Read on paper, marked by hand", how="MANUAL")]
+                   KindleCompletion("B0TESTKND1", "2026-01-26", "The Lantern Keeper")]
     reads = "SELECT start_time, read_number FROM reading_sessions ORDER BY 1"
     finished = "SELECT title, read_number, finished_at, finished_on, evidence, formats FROM finished_books ORDER BY 2"
 
@@ -453,8 +455,6 @@ def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a
         (title, 1, ts("2026-01-02 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 2), "reading", "ebook"),
         (title, 2, ts("2026-01-25 20:10:00").replace(tzinfo=utc_zone), datetime.date(2026, 1, 26), "reading", "ebook")]
     assert query(database_url, "SELECT count(DISTINCT read_instance_id) FROM reading_sessions") == [(2,)]
-    assert "Kindle: completion records that finish no read (the export has no reading of their book by the day " \
-           "after their day): 1" in result.stderr
 
     # The same export in Tokyo: the evening sessions fall on the next local day, so the record of the 2nd
     # finishes the first session and the one of the 3rd, a day later, moves that finish to the second.
@@ -470,6 +470,41 @@ def test_amazons_completion_records_finish_kindle_reads_and_a_second_one_makes_a
     assert [read for _start, read in query(database_url, reads)] == [1, 1, 1, 1, 1]
     assert query(database_url, finished) == []
     assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_finishes") == [(0,)]
+
+
+def test_a_book_amazon_says_was_finished_before_any_kindle_reading_is_a_finish_of_its_own(tmp_path, database_url,
+                                                                                          new_database):
+    start = utc("2026-01-10T20:00:00Z")
+    completions = [KindleCompletion("B0TESTKND1", "2025-06-01", how="MANUAL"),  # read on paper, then again
+                   KindleCompletion("B0TESTKND1", "2026-01-10"),
+                   KindleCompletion("B0TESTKND2", "2025-03-01", "Read on Paper", how="MANUAL"),
+                   KindleCompletion("B0TESTKND2", "2025-03-02", "Read on Paper")]
+    export = write_kindle_export(tmp_path / "k", [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000)],
+                                 SHEET_TITLES, completions=completions)
+    finished = "SELECT title, read_number, finished_at, finished_on, evidence, formats FROM finished_books ORDER BY 4"
+    title = SHEET_TITLES[0].product_name
+
+    result = run_exports(tmp_path, database_url, "--kindle-export", export)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, finished) == [
+        ("Read on Paper", None, None, datetime.date(2025, 3, 1), "completion record", "ebook"),
+        (title, None, None, datetime.date(2025, 6, 1), "completion record", "ebook"),
+        (title, 1, ts("2026-01-10 20:10:00").replace(tzinfo=datetime.timezone.utc), datetime.date(2026, 1, 10),
+         "reading", "ebook")]
+    assert query(database_url, "SELECT title, sessions, reading_seconds, reads FROM book_reading ORDER BY 1") == [
+        ("Read on Paper", 0, 0, 0), (title, 1, 600, 1)]
+    assert "; 2 finishes known only by completion records" in result.stderr
+    once = new_database()
+    assert run_exports(tmp_path, once, "--kindle-export", export).returncode == 0
+    assert whole_state(database_url) == whole_state(once)
+
+    # A newer export without those records: the book only they named goes, with its finish.
+    assert run_exports(tmp_path, database_url, "--kindle-export", write_kindle_export(
+        tmp_path / "newer", [ReadingInterval(start, start + 600, "B0TESTKND1", millis=600_000)], SHEET_TITLES,
+        completions=completions[1:2])).returncode == 0
+    assert query(database_url, "SELECT title FROM books") == [(title,)]
+    assert [row[3] for row in query(database_url, finished)] == [datetime.date(2026, 1, 10)]
 
 
 def test_a_tandem_read_of_a_kindle_book_and_its_audiobook_finishes_with_the_later_format(tmp_path, database_url):

@@ -114,6 +114,8 @@ INPUT_QUERIES = {
     "kindle_finishes": """
         SELECT k.book_key, f.start_time, f.device, f.completed_on
         FROM kindle_finishes f JOIN book_keys k USING (book_id) ORDER BY 1, 2, 3""",
+    "kindle_marks": """
+        SELECT k.book_key, m.completed_on FROM kindle_marks m JOIN book_keys k USING (book_id) ORDER BY 1, 2""",
     "calibre_asins": "SELECT * FROM calibre_asins ORDER BY 1, 2, 3",
     "tandem": """SELECT book_id IS NOT NULL, session_count, distinct_media_types, media_types_combined,
                         total_duration_all_formats FROM tandem_reading_sessions ORDER BY 2, 5""",
