@@ -50,7 +50,7 @@ from bookhelper.exports import (
 )
 from bookhelper.matching import AsinHolder, asin_key, asin_rule, match_asins, match_title_author, titled_books
 from bookhelper.schema import apply_export_sessions, book_keys_json, report_clashes, titled_books_json
-from bookhelper.sessions import exact_seconds, gap_groups, read_instance_id
+from bookhelper.sessions import SAME_FINISH_DAYS, exact_seconds, gap_groups, read_instance_id
 
 SESSION_FILE = "Kindle.Devices.ReadingSession.csv"
 SESSION_COLUMNS = ("start_timestamp", "end_timestamp", "ASIN", "device_family", "device_serial_number",
@@ -77,9 +77,7 @@ LONGEST_INTERVAL_MS = 24 * 3600 * 1000
 SERIES_ASIN = re.compile(r"[\s\u00a0]+B[0-9A-Z]{9}$")
 COPY_NULL = "\\N"
 APP_DEVICE = "Kindle app"  # the phone and tablet apps leave device_family empty
-# A completion record at most this far from its finish is that finish: the reader's MANUAL mark a day after
-# Amazon's AUTOMATIC record, or a record dated in a zone a day off the reader's (the fact sheet names no zone).
-SAME_FINISH = datetime.timedelta(days=1)
+SAME_FINISH = datetime.timedelta(days=SAME_FINISH_DAYS)
 
 
 @dataclass(frozen=True)
@@ -575,14 +573,16 @@ def load(cursor, run: RunContext, snapshot: LazyExport) -> KindleCounts:
                            f"{i.content_id}\t{naive_utc(i.start)}\t{copy_text(i.serial)}\t{naive_utc(i.end)}\t"
                            f"{i.millis}\t{COPY_NULL if i.page_flips is None else i.page_flips}\t{i.kind}\t"
                            f"{copy_text(i.device)}\n" for i in export.intervals)))
-    matched = sum(1 for book_id, _key in placed.values() if book_id is not None)
+    read = {interval.content_id for interval in export.intervals}
+    known = sum(1 for content_id in read if placed[content_id][0] is not None or placed[content_id][1] in adopted)
     component_logger("LOAD").info(
         "Kindle: %d intervals in %d sessions of %d books (%d on books the warehouse knew by ASIN, %d of their "
-        "own); sessions %d inserted, %d updated, %d removed; %d finishes known only by completion records",
-        len(export.intervals), len(payload), len(placed), matched + len(adopted), len(own) - len(adopted),
-        counts.get("inserted", 0), counts.get("updated", 0), counts.get("removed", 0), len(marks))
-    return KindleCounts(len(export.intervals), len(payload), matched + len(adopted), len(own) - len(adopted),
-                        counts.get("inserted", 0), counts.get("updated", 0))
+        "own); sessions %d inserted, %d updated, %d removed; %d finishes known only by completion records (%d "
+        "books the export has no reading of)", len(export.intervals), len(payload), len(read), known,
+        len(read) - known, counts.get("inserted", 0), counts.get("updated", 0), counts.get("removed", 0), len(marks),
+        len(placed) - len(read))
+    return KindleCounts(len(export.intervals), len(payload), known, len(read) - known, counts.get("inserted", 0),
+                        counts.get("updated", 0))
 
 
 def sync_records(counts: KindleCounts) -> tuple[int, int, int]:

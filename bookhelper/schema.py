@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from bookhelper.core import STATS_SOURCE, UNTITLED, ConfigError, component_logger
-from bookhelper.sessions import REACHES_END_SQL
+from bookhelper.sessions import REACHES_END_SQL, SAME_FINISH_DAYS
 
 SCHEMA_VERSION = 7
 
@@ -827,7 +827,7 @@ WITH read_rows AS (
 ), finishes AS (
     -- a read of several sources (a tandem) finishes with the last of them; the status date stands for the
     -- reading of the others
-    SELECT r.book_id, r.read_number, r.finished_at, r.formats,
+    SELECT r.book_id, r.read_number, r.finished_at, r.formats, r.started_at, r.next_read_at,
            greatest(r.completed_on, coalesce(m.status_modified, r.other_end::date)) AS finished_on,
            m.status_modified AS marked_complete_on,
            CASE WHEN m.book_id IS NULL THEN 'reading' ELSE 'reading and status' END AS evidence
@@ -844,9 +844,14 @@ SELECT m.book_id, b.title, NULL, NULL, m.status_modified, 'status', NULL
 FROM marked m JOIN public.books b USING (book_id)
 WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = m.book_id AND f.marked_complete_on IS NOT NULL)
 UNION ALL
--- a Kindle book Amazon's records say was finished with no Kindle reading by then: a finish of its own
-SELECT k.book_id, b.title, NULL, NULL, k.completed_on, 'completion record', 'ebook'
-FROM bookhelper.kindle_marks k JOIN public.books b USING (book_id);
+-- a book Amazon's records say was finished with no Kindle reading by then: a finish of its own, unless it falls
+-- in another read of the book that reached the end, or within a day of its complete status (the same finish)
+SELECT k.book_id, b.title, NULL, NULL, k.completed_on, 'completion record', NULL
+FROM bookhelper.kindle_marks k JOIN public.books b USING (book_id)
+WHERE NOT EXISTS (SELECT 1 FROM finishes f WHERE f.book_id = k.book_id AND k.completed_on >= f.started_at::date
+                    AND (f.next_read_at IS NULL OR k.completed_on < f.next_read_at::date))
+  AND NOT EXISTS (SELECT 1 FROM marked m WHERE m.book_id = k.book_id
+                    AND abs(m.status_modified - k.completed_on) <= """ + str(SAME_FINISH_DAYS) + """);
 
 -- The one rendering of the device clock rule: a row's true UTC start and its device's zone.
 CREATE OR REPLACE VIEW bookhelper.page_view_times AS

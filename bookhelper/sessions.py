@@ -81,6 +81,10 @@ END_SHARE = (9, 10)
 NEAR_BEGINNING_SQL = (f"total_pages > 0 AND {BEGINNING_SHARE[1]}::bigint * start_page"
                       f" <= {BEGINNING_SHARE[0]}::bigint * total_pages")
 REACHES_END_SQL = f"total_pages > 0 AND {END_SHARE[1]}::bigint * end_page >= {END_SHARE[0]}::bigint * total_pages"
+# Two marks of a finish at most this many days apart are one finish: Amazon's AUTOMATIC record and the reader's
+# MANUAL mark a day later, a day dated in a zone a day off the reader's (the fact sheet names none), or a
+# completion record and a sidecar's complete status.
+SAME_FINISH_DAYS = 1
 
 
 def starts_near_beginning(session: Session) -> bool:

@@ -488,13 +488,15 @@ def test_a_book_amazon_says_was_finished_before_any_kindle_reading_is_a_finish_o
 
     assert result.returncode == 0, result.stderr
     assert query(database_url, finished) == [
-        ("Read on Paper", None, None, datetime.date(2025, 3, 1), "completion record", "ebook"),
-        (title, None, None, datetime.date(2025, 6, 1), "completion record", "ebook"),
+        ("Read on Paper", None, None, datetime.date(2025, 3, 1), "completion record", None),
+        (title, None, None, datetime.date(2025, 6, 1), "completion record", None),
         (title, 1, ts("2026-01-10 20:10:00").replace(tzinfo=datetime.timezone.utc), datetime.date(2026, 1, 10),
          "reading", "ebook")]
     assert query(database_url, "SELECT title, sessions, reading_seconds, reads FROM book_reading ORDER BY 1") == [
         ("Read on Paper", 0, 0, 0), (title, 1, 600, 1)]
-    assert "; 2 finishes known only by completion records" in result.stderr
+    assert "1 sessions of 1 books (0 on books the warehouse knew by ASIN, 1 of their own); sessions 1 inserted, " \
+           "0 updated, 0 removed; 2 finishes known only by completion records (1 books the export has no reading " \
+           "of)" in result.stderr
     once = new_database()
     assert run_exports(tmp_path, once, "--kindle-export", export).returncode == 0
     assert whole_state(database_url) == whole_state(once)
@@ -505,6 +507,34 @@ def test_a_book_amazon_says_was_finished_before_any_kindle_reading_is_a_finish_o
         completions=completions[1:2])).returncode == 0
     assert query(database_url, "SELECT title FROM books") == [(title,)]
     assert [row[3] for row in query(database_url, finished)] == [datetime.date(2026, 1, 10)]
+
+
+def test_a_completion_record_within_a_finished_read_or_by_a_complete_status_is_that_finish(tmp_path, database_url):
+    md5, start = "0" * 31 + "1", utc("2025-12-20T18:00:00Z")
+    stats = write_statistics_file(tmp_path / "statistics.sqlite3", [Book(
+        1, "The Lantern Keeper", "Calla Whitcombe", 10, md5, None, "en", start)],
+        [(1, page, start + page * 60, 50, 10) for page in range(1, 11)])  # the whole book, in KOReader
+    library = write_calibre_library(tmp_path / "library", [
+        CalibreBook(1, "The Lantern Keeper", ["Calla Whitcombe"], identifiers={"amazon": "B0TESTKND1"},
+                    cwa_checksums=[("EPUB", md5)]),
+        CalibreBook(2, "On Paper", ["Ann Lee"], identifiers={"amazon": "B0TESTKND2"})])
+    write_sidecar(tmp_path / "device", "Books/Paper.sdr/metadata.pdf.lua", current_sidecar(
+        partial_md5_checksum="cd" * 16, doc_props={"title": "On Paper", "authors": "Ann Lee"}, annotations={},
+        summary={"status": "complete", "modified": "2026-01-05"}))
+    kindle_export = write_kindle_export(tmp_path / "kindle", [], completions=[
+        KindleCompletion("B0TESTKND1", "2025-12-21", how="MANUAL"),  # marked on Amazon after reading in KOReader
+        KindleCompletion("B0TESTKND2", "2026-01-06", how="MANUAL"),  # a day after the status: the same finish
+        KindleCompletion("B0TESTKND2", "2024-05-01", how="MANUAL")])  # an earlier reading, on paper too
+
+    result = run_exports(tmp_path, database_url, "--stats-db", stats, "--sidecar-dir", tmp_path / "device",
+                         "--calibre-library", library.metadata_db.parent, "--kindle-export", kindle_export)
+
+    assert result.returncode == 0, result.stderr
+    assert query(database_url, "SELECT title, read_number, finished_on, evidence FROM finished_books ORDER BY 3") == [
+        ("On Paper", None, datetime.date(2024, 5, 1), "completion record"),
+        ("The Lantern Keeper", 1, datetime.date(2025, 12, 20), "reading"),
+        ("On Paper", None, datetime.date(2026, 1, 5), "status")]
+    assert query(database_url, "SELECT count(*) FROM bookhelper.kindle_marks") == [(3,)]
 
 
 def test_a_tandem_read_of_a_kindle_book_and_its_audiobook_finishes_with_the_later_format(tmp_path, database_url):
