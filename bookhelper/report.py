@@ -738,7 +738,8 @@ def finished_formats_table(rows: list) -> str:
             f'<th>Year</th>{head}</tr></thead><tbody>{body}</tbody></table></div>'
             '<p class="muted">By the formats of the read that reached the end'
             + (' ("Both": a tandem read)' if any(key == "ebook_and_audiobook" for key, _ in columns) else "") + "."
-            + (" Marked finished: KOReader's status says so, and no read reached the end."
+            + (" Marked finished: KOReader's status or Amazon's completion record says so, and no read reached "
+               "the end."
                if any(key == "status_only" for key, _ in columns) else "") + "</p>")
 
 
