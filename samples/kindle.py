@@ -229,6 +229,11 @@ def iso_seconds(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+def utc_day(epoch: int) -> str:
+    """``2026-01-03``: a completion record's day (UTC here: the fact sheet names no zone)."""
+    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
+
+
 def iso_fraction(epoch: int, digits: int = 3) -> str:
     """``2026-01-03T19:02:11.123Z`` (or ``.12Z``): the other files' time stamps; the fraction is invented."""
     fraction = f"{(epoch * 7919) % 1000:03d}"[:digits]
@@ -688,17 +693,13 @@ def generate_completions(seed: int, intervals: Iterable[ReadingInterval],
         if rng.random() >= 0.6:
             continue
         finished = [starts[-1]] + ([starts[len(starts) // 2]] if len(starts) > 3 and rng.random() < 0.1 else [])
-        for start in finished:
-            completions.append(KindleCompletion(asin, time.strftime("%Y-%m-%d", time.gmtime(start)),
-                                                names.get(asin, NA)))
+        completions += [KindleCompletion(asin, utc_day(start), names.get(asin, NA)) for start in finished]
         if rng.random() < 0.05:
-            completions.append(KindleCompletion(asin, time.strftime("%Y-%m-%d", time.gmtime(starts[-1] + DAY)),
-                                                names.get(asin, NA), "MANUAL"))
+            completions.append(KindleCompletion(asin, utc_day(starts[-1] + DAY), names.get(asin, NA), "MANUAL"))
     first, last = min((s[0] for s in days.values()), default=0), max((s[-1] for s in days.values()), default=0)
     for asin, name in sorted(names.items()):
         if asin not in days and rng.random() < 0.2:
-            completions.append(KindleCompletion(asin, time.strftime("%Y-%m-%d", time.gmtime(
-                rng.randint(first, last))), name, "MANUAL"))
+            completions.append(KindleCompletion(asin, utc_day(rng.randint(first, last)), name, "MANUAL"))
     rng.shuffle(completions)
     return completions
 
